@@ -1,0 +1,449 @@
+"""The limiting spectral measure: ``δ(z)``, the density, its support and its edges.
+
+The fixed-point equation of ``shared/theory/glm.md`` (the paper's eq. 3), for ``ν̃ = Σ_j π_j δ_{t_j}``:
+
+    Φ(δ, z) = δ − c Σ_j π_j t_j / (t_j F(δ) − z) = 0,     F(δ) = E[g / (1 + gδ)],
+    m(z) = Σ_j π_j / (t_j F(δ(z)) − z),                 density(x) = Im m(x + i0) / π.
+
+It is solved by Newton's method in ``δ``, vectorised over ``z``, with continuation in ``Im z``: from
+``Im z`` of the order of the spectral scale, where the solution is close to ``−c Σ π t / z``, down to
+``Im z = _ETA_FINAL × scale`` in steps of a factor ``_ETA_RATIO``.  Each Newton step is shortened
+until it keeps ``Im δ ≥ 0``, so the iteration stays on the physical (Stieltjes) branch.
+
+Edges are where the real solution branches: ``Φ = 0`` and ``∂Φ/∂δ = 0`` with ``(δ, x)`` real, a
+2 × 2 Newton system started from the grid's estimate (for ``C = I`` this is the paper's
+``E[f²] = c/δ²``).  Isolated eigenvalues are not part of the density and are handled in
+:mod:`pipeline.theory.spikes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["BulkEquation", "Support", "cumulative_mass", "density_grid", "locate_support"]
+
+# Im z at which the density is read, relative to the spectral scale: Im δ(x + iη) − Im δ(x + i0)
+# is O(η/√distance-to-edge), so 1e-10 leaves the density exact to ~1e-7 at 1e-6 from an edge.
+_ETA_FINAL = 1e-10
+_ETA_START = 10.0
+_ETA_RATIO = 10.0
+_NEWTON_TOLERANCE = 1e-13
+_NEWTON_STEPS = 30
+_RESIDUAL_TOLERANCE = 1e-14
+# In the support Im δ barely moves when η is divided by _ETA_RATIO = 10; outside it is divided
+# by 10.  The geometric mean √10 separates the two.
+_STEADY_RATIO = np.sqrt(_ETA_RATIO)
+# An edge found within this distance (relative to the spectral scale) of a hard edge at 0 is it.
+_HARD_EDGE_SNAP = 1e-2
+_SEARCH_POINTS = 31
+_SEARCH_ROUNDS = 4
+_EDGE_TOLERANCE = 1e-13
+
+
+def _atanh_ratio_excess(eta: np.ndarray) -> np.ndarray:
+    """``(atanh(η)/η − 1)/η² = Σ_k η^{2k}/(2k + 3)``, without cancellation near 0."""
+    small = np.abs(eta) < 0.1
+    safe = np.where(small, 0.5, eta)
+    direct = (np.arctanh(safe) / safe - 1.0) / safe**2
+    # |η| < 0.1: nine terms leave a remainder below 0.01⁹.
+    eta2 = eta * eta
+    series = np.zeros_like(eta)
+    for k in range(8, -1, -1):
+        series = series * eta2 + 1.0 / (2 * k + 3)
+    return np.where(small, series, direct)
+
+
+def _piece_moments(
+    delta: np.ndarray, centre: np.ndarray, width: np.ndarray, weight: np.ndarray
+) -> list[np.ndarray]:
+    """``E[g/(1+gδ)]`` and ``E[g²/(1+gδ)²]`` for a mixture of uniform pieces.
+
+    For ``g`` uniform on ``[m − w/2, m + w/2]``, with ``s = 1 + mδ`` and ``η = δw/(2s)``:
+    ``E[1/(1+gδ)] = atanh(η)/(ηs)`` and ``E[1/(1+gδ)²] = 1/(s²(1 − η²))``, which give
+
+        E[g/(1+gδ)]   = m/s − (w/(2s²)) η C(η),
+        E[g²/(1+gδ)²] = m²/s² + (w²/(4s²)) (1/(s²(1 − η²)) − 2C(η)/s),
+
+    with ``C(η) = (atanh(η)/η − 1)/η²``: written so that nothing cancels as ``δ → 0``.  The
+    principal ``atanh`` is the right branch because for ``Im δ ≠ 0`` the segment ``1 + gδ`` never
+    meets the negative real axis.
+    """
+    d = delta[..., None]
+    s = 1.0 + centre * d
+    eta = d * width / (2.0 * s)
+    c_eta = _atanh_ratio_excess(eta)
+    first = centre / s - width / (2.0 * s**2) * eta * c_eta
+    second = centre**2 / s**2 + width**2 / (4.0 * s**2) * (1.0 / (s**2 * (1.0 - eta**2)) - 2.0 * c_eta / s)
+    return [first @ weight, second @ weight]
+
+
+@dataclass(frozen=True, eq=False)
+class BulkEquation:
+    """``Φ(δ, z) = 0`` for a covariance ``(t, π)`` and a discrete law of ``g``.
+
+    Attributes
+    ----------
+    c : float
+        ``p / n``.
+    t, pi : numpy.ndarray
+        Distinct eigenvalues of ``C`` and their fractions.
+    g, weight : numpy.ndarray
+        Atoms of the law ν of ``g`` (or centres of its uniform pieces) and their masses;
+        mass at 0 is left out, it only enters through ``atom_zero``.
+    width : numpy.ndarray
+        Width of each uniform piece (0 for an atom).
+    atom_zero : float
+        Mass of the limiting measure at 0, ``max(0, 1 - P(g ≠ 0)/c)``.
+    """
+
+    c: float
+    t: np.ndarray
+    pi: np.ndarray
+    g: np.ndarray
+    weight: np.ndarray
+    width: np.ndarray
+    atom_zero: float
+
+    @property
+    def hard_edge(self) -> bool:
+        """``c P(g ≠ 0) = 1``: no atom at 0, but the density diverges there."""
+        return self.atom_zero == 0.0 and abs(self.c - float(self.weight.sum())) <= 1e-12 * self.c
+
+    def __post_init__(self) -> None:
+        ends = np.concatenate([self.g - 0.5 * self.width, self.g + 0.5 * self.width])
+        object.__setattr__(self, "_poles", np.unique(-1.0 / ends[ends != 0]))
+
+    def same_branch(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """Whether real ``new`` lies between the same poles ``δ = -1/g_k`` of ``F`` as ``old``.
+
+        On the real axis ``F`` has a pole at ``-1/g`` for every atom; a real solution outside
+        the support stays in one interval between poles, so Newton steps may not cross one.
+        """
+        return np.searchsorted(self._poles, old) == np.searchsorted(self._poles, new)
+
+    def outside_poles(self, delta: np.ndarray) -> np.ndarray:
+        """Whether real ``δ`` lies outside the hull of the poles of each sign of ``g``.
+
+        Between poles ``1 + gδ`` changes sign across the law of ``g``: no real ``δ`` there
+        describes a point outside the support of the continuous law that ν discretises.
+        """
+        poles = self._poles
+        negative, positive = poles[poles < 0], poles[poles > 0]
+        ok = np.ones(np.shape(delta), dtype=bool)
+        if negative.size:
+            ok &= ~((delta > negative[0]) & (delta < negative[-1]))
+        if positive.size:
+            ok &= ~((delta > positive[0]) & (delta < positive[-1]))
+        return ok
+
+    def moments(self, delta: np.ndarray, orders: int) -> list[np.ndarray]:
+        """``[E[g^k/(1+gδ)^k] for k = 1..orders]`` at each ``δ`` (``orders ≤ 2`` with pieces)."""
+        if not self.width.any():
+            ratio = self.g / (1.0 + delta[..., None] * self.g)
+            power = ratio
+            result = [power @ self.weight]
+            for _ in range(orders - 1):
+                power = power * ratio
+                result.append(power @ self.weight)
+            return result
+        if orders > 2:
+            raise ValueError("third moments are only needed, and only given, for atomic laws")
+        return _piece_moments(delta, self.g, self.width, self.weight)[:orders]
+
+    def residual(self, delta: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``Φ(δ, z)`` and ``∂Φ/∂δ``."""
+        f1, f2 = self.moments(delta, 2)
+        denominator = self.t * f1[..., None] - z[..., None]
+        phi = delta - self.c * (self.pi * self.t / denominator).sum(-1)
+        dphi = 1.0 - self.c * (self.pi * self.t**2 * f2[..., None] / denominator**2).sum(-1)
+        return phi, dphi
+
+    def stieltjes(self, delta: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """``m(z)`` from ``δ(z)``."""
+        (f1,) = self.moments(delta, 1)
+        return (self.pi / (self.t * f1[..., None] - z[..., None])).sum(-1)
+
+    def density(self, delta: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Density of the continuous part at ``Re z`` (the atom at 0 removed)."""
+        m = self.stieltjes(delta, z)
+        atom = self.atom_zero * z.imag / (z.real**2 + z.imag**2)
+        return np.maximum((m.imag - atom) / np.pi, 0.0)
+
+    def newton(self, delta: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Newton's method from ``delta`` at fixed ``z``, keeping ``Im δ ≥ 0``.
+
+        Returns the solution and a boolean array: converged to ``_NEWTON_TOLERANCE``.
+        """
+        delta = delta.astype(complex)
+        active = np.ones(delta.shape, dtype=bool)
+        for _ in range(_NEWTON_STEPS):
+            current, point = delta[active], z[active]
+            phi, dphi = self.residual(current, point)
+            # Next to an edge ∂Φ/∂δ → 0 and the step is rounding noise magnified: a residual at
+            # rounding level is converged whatever the step says.
+            solved = np.abs(phi) <= _RESIDUAL_TOLERANCE * np.abs(current)
+            candidate = np.where(solved, current, current - phi / dphi)
+            # A step that leaves the upper half-plane is cut back to a tenth of the way to the
+            # real axis: outside the support Im δ is O(η) and rounding alone overshoots it.
+            wrong_side = candidate.imag < 0
+            candidate[wrong_side] = candidate[wrong_side].real + 0.1j * current[wrong_side].imag
+            delta[active] = candidate
+            change = np.abs(candidate - current)
+            settled = solved | (change <= _NEWTON_TOLERANCE * np.maximum(np.abs(candidate), 1e-300))
+            settled |= ~np.isfinite(candidate)
+            active[active] = ~settled
+            if not active.any():
+                break
+        return delta, ~active & np.isfinite(delta)
+
+    def solve(self, x: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """``δ(x + iη)`` at ``η = _ETA_FINAL × scale`` by continuation in ``η``."""
+        eta = _ETA_START * scale
+        z = x + 1j * eta
+        f_mean = float(self.g @ self.weight)
+        delta = self.c * (self.pi * self.t / (self.t * f_mean - z[:, None])).sum(-1)
+        while True:
+            delta, converged = self.newton(delta, x + 1j * eta)
+            if eta <= _ETA_FINAL * scale * 1.0000001:
+                return delta, converged
+            eta = max(eta / _ETA_RATIO, _ETA_FINAL * scale)
+
+    def eta(self, scale: float) -> float:
+        """The ``Im z`` at which :meth:`solve` reads the density."""
+        return _ETA_FINAL * scale
+
+    def refine_edge(self, x_out: float, x_in: float, delta_out: float) -> float | None:
+        """The edge between ``x_out`` (outside the support) and ``x_in`` (inside), or ``None``.
+
+        Solves ``Φ(δ, x) = 0, ∂Φ/∂δ = 0`` for real ``(δ, x)`` by Newton's method, never
+        crossing a pole of ``F`` (the real solution outside the support lives between two).
+        """
+        width = abs(x_in - x_out)
+        lo, hi = min(x_in, x_out) - width, max(x_in, x_out) + width
+        delta, x = float(delta_out), float(x_out)
+        if not self.outside_poles(np.array(delta)):
+            return None
+        for _ in range(60):
+            f1, f2, f3 = (m.real for m in self.moments(np.array(delta), 3))
+            d = self.t * f1 - x
+            e1 = delta - self.c * np.sum(self.pi * self.t / d)
+            e2 = 1.0 - self.c * np.sum(self.pi * self.t**2 * f2 / d**2)
+            # F' = -f2, F'' = 2 f3.
+            j11 = e2
+            j12 = -self.c * np.sum(self.pi * self.t / d**2)
+            j21 = self.c * np.sum(self.pi * self.t**2 * (2 * f3 / d**2 - 2 * self.t * f2**2 / d**3))
+            j22 = -self.c * np.sum(self.pi * self.t**2 * f2 * 2 / d**3)
+            det = j11 * j22 - j12 * j21
+            if det == 0 or not np.isfinite(det):
+                return None
+            step_delta = (e1 * j22 - e2 * j12) / det
+            step_x = (j11 * e2 - j21 * e1) / det
+            scale_step = 1.0
+            for _ in range(40):
+                if self.same_branch(np.array(delta), np.array(delta - scale_step * step_delta)):
+                    break
+                scale_step *= 0.5
+            delta, x = delta - scale_step * step_delta, x - scale_step * step_x
+            if not (lo <= x <= hi):
+                return None
+            if abs(scale_step * step_x) <= _EDGE_TOLERANCE * max(abs(x), width):
+                return x
+        return None
+
+
+@dataclass(frozen=True)
+class Support:
+    """Bulks of the continuous part: ``intervals[k] = (a_k, b_k)`` with mass ``masses[k]``.
+
+    ``cut_left``/``cut_right`` say that the support is unbounded on that side: the outermost
+    interval ends where the quadrature of ν (or the grid) ends, not at an edge of the limit.
+    """
+
+    intervals: list[tuple[float, float]]
+    masses: list[float]
+    cut_left: bool
+    cut_right: bool
+    # The coarse solution, for initial guesses and the CDF used to place the final grid.
+    x: np.ndarray
+    delta: np.ndarray
+    density: np.ndarray
+
+
+def _inside(equation: BulkEquation, x: np.ndarray, delta: np.ndarray, scale: float) -> np.ndarray:
+    """Whether each ``x`` (with ``δ(x + iη)`` given) is in the support.
+
+    Outside the support ``δ`` is analytic across the real axis, so ``Im δ(x + iη) ∝ η``; inside,
+    ``Im δ`` tends to a positive limit.  Dividing ``η`` by 10 therefore divides ``Im δ`` by 10
+    outside and leaves it nearly unchanged inside: the test needs no threshold on the density,
+    which fails both in the far tail of an unbounded spectrum (tiny density) and next to a hard
+    edge (a density diverging like ``1/√x`` leaks far past the edge at finite η).  A ``δ`` inside
+    the hull of the poles ``-1/g`` also marks the support: outside it, ``1 + gδ`` keeps its sign.
+    """
+    eta = equation.eta(scale)
+    smaller, _ = equation.newton(delta, x + 1j * eta / _ETA_RATIO)
+    steady = delta.imag < _STEADY_RATIO * smaller.imag
+    return steady | ~equation.outside_poles(delta.real)
+
+
+def _search_edge(equation: BulkEquation, x_out: float, x_in: float, scale: float) -> float:
+    """The edge between ``x_out`` and ``x_in`` by repeated subdivision with the support test.
+
+    Each round tests ``_SEARCH_POINTS`` points at once (one vectorised continuation) and keeps
+    the sub-interval where the test changes: ``_SEARCH_ROUNDS`` rounds narrow the bracket by
+    ``(_SEARCH_POINTS + 1) ** _SEARCH_ROUNDS``.  Used where Newton's method on the edge
+    equations does not converge (a hard edge, or an edge where the density does not vanish
+    like a square root).
+    """
+    for _ in range(_SEARCH_ROUNDS):
+        trial = np.linspace(x_out, x_in, _SEARCH_POINTS + 2)[1:-1]
+        delta, _ = equation.solve(trial, scale)
+        inside = _inside(equation, trial, delta, scale)
+        first = int(np.argmax(inside)) if inside.any() else trial.size
+        x_out = x_out if first == 0 else trial[first - 1]
+        x_in = x_in if first == trial.size else trial[first]
+    return 0.5 * (x_out + x_in)
+
+
+def locate_support(
+    equation: BulkEquation,
+    fine: BulkEquation,
+    lo: float,
+    hi: float,
+    scale: float,
+    *,
+    points: int,
+    cut_left: bool,
+    cut_right: bool,
+) -> Support:
+    """Find the bulks of the density on ``[lo, hi]``.
+
+    The coarse pass solves ``equation`` (the compressed law) on a grid uniform in
+    ``asinh(x / scale)``; each change between in- and out-of-support is refined to an edge of
+    ``fine`` (the full law), by Newton's method on the edge equations, or by bisection on the
+    support test where Newton fails (a hard edge, such as 0 at ``c = 1``).
+    """
+    warped = np.linspace(np.arcsinh(lo / scale), np.arcsinh(hi / scale), points)
+    x = scale * np.sinh(warped)
+    # The atom at 0 is removed analytically; a grid point exactly there would be all atom.
+    x[np.abs(x) < 1e-9 * scale] = 1e-9 * scale
+    delta, _ = equation.solve(x, scale)
+    density = equation.density(delta, x + 1j * equation.eta(scale))
+    inside = _inside(equation, x, delta, scale)
+    edges: list[float] = []
+    changes = np.flatnonzero(inside[1:] != inside[:-1])
+    for i in changes:
+        out_index, in_index = (i, i + 1) if inside[i + 1] else (i + 1, i)
+        edge = fine.refine_edge(x[out_index], x[in_index], delta[out_index].real)
+        spacing = x[i + 1] - x[i]
+        if edge is None or not x[i] - spacing <= edge <= x[i + 1] + spacing:
+            edge = _search_edge(equation, x[out_index], x[in_index], scale)
+        edges.append(edge)
+    if equation.hard_edge:
+        # p = n P(g ≠ 0) exactly: the density diverges like |x|^(-1/2) at 0, where neither the
+        # edge equations nor the support test converge; 0 is the edge.
+        nearest = int(np.argmin(np.abs(edges))) if edges else None
+        if nearest is not None and abs(edges[nearest]) < _HARD_EDGE_SNAP * scale:
+            edges[nearest] = 0.0
+    if inside[0]:
+        edges.insert(0, x[0])
+    if inside[-1]:
+        edges.append(x[-1])
+    intervals = [(edges[k], edges[k + 1]) for k in range(0, len(edges), 2)]
+    cdf = _cumulative(x, density)
+    masses = [float(np.interp(b, x, cdf) - np.interp(a, x, cdf)) for a, b in intervals]
+    return Support(intervals, masses, cut_left, cut_right, x, delta, density)
+
+
+def _cumulative(x: np.ndarray, density: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(x))])
+
+
+def cumulative_mass(x: np.ndarray, density: np.ndarray) -> np.ndarray:
+    """``∫_{x_0}^{x_i} density`` at every grid point, exact for power laws at the bulk ends.
+
+    Interior panels use the trapezoidal rule.  A panel that ends at a zero of the density (a
+    bulk's edge) is integrated as ``ρ ∝ |x − e|^α`` with ``α`` fitted to the next two points:
+    ``α = 1/2`` at a square-root edge, ``-1/2`` at a hard edge, where the trapezoidal rule
+    would make errors of order ``√(panel width)``.
+    """
+    panels = 0.5 * (density[1:] + density[:-1]) * np.diff(x)
+    n = x.size
+    for i in range(n - 1):
+        for edge, near, far in ((i, i + 1, i + 2), (i + 1, i, i - 1)):
+            if density[edge] != 0.0 or density[near] <= 0.0 or not 0 <= far < n or density[far] <= 0.0:
+                continue
+            d_near, d_far = abs(x[near] - x[edge]), abs(x[far] - x[edge])
+            alpha = np.log(density[far] / density[near]) / np.log(d_far / d_near)
+            panels[i] = density[near] * d_near / (1.0 + float(np.clip(alpha, -0.9, 2.0)))
+    return np.concatenate([[0.0], np.cumsum(panels)])
+
+
+def _bulk_points(a: float, b: float, count: int, support: Support) -> np.ndarray:
+    """``count`` abscissae on ``[a, b]``, both ends included.
+
+    Half cluster at the ends like Chebyshev points (square-root edges), in the coordinate
+    ``asinh((x - median)/spread)`` so that a heavy tail is covered logarithmically; half sit at
+    equal steps of the coarse distribution function, where the mass is.
+    """
+    chebyshev_count = max(count // 2, 2)
+    quantile_count = count - chebyshev_count
+    inside = (support.x > a) & (support.x < b)
+    xs, cdf = support.x[inside], _cumulative(support.x[inside], support.density[inside])
+    if xs.size >= 4 and cdf[-1] > 0:
+        median = float(np.interp(0.5 * cdf[-1], cdf, xs))
+        spread = float(np.interp(0.75 * cdf[-1], cdf, xs) - np.interp(0.25 * cdf[-1], cdf, xs))
+        spread = max(spread, 1e-3 * (b - a))
+    else:
+        median, spread = 0.5 * (a + b), b - a
+    lo, hi = np.arcsinh((a - median) / spread), np.arcsinh((b - median) / spread)
+    s = 0.5 * (1.0 - np.cos(np.pi * np.linspace(0.0, 1.0, chebyshev_count)))
+    chebyshev = median + spread * np.sinh(lo + (hi - lo) * s)
+    chebyshev[0], chebyshev[-1] = a, b
+    if xs.size >= 4 and cdf[-1] > 0 and quantile_count > 0:
+        levels = (np.arange(quantile_count) + 0.5) / quantile_count * cdf[-1]
+        quantiles = np.interp(levels, cdf, xs)
+    else:
+        quantiles = a + (b - a) * (np.arange(quantile_count) + 0.5) / max(quantile_count, 1)
+    points = np.sort(np.concatenate([chebyshev, np.clip(quantiles, a, b)]))
+    # Coinciding abscissae would make zero-width trapezoids; nudge them apart inside (a, b).
+    for i in range(1, points.size - 1):
+        if points[i] <= points[i - 1]:
+            points[i] = np.nextafter(points[i - 1], np.inf)
+    return points
+
+
+def density_grid(
+    equation: BulkEquation, support: Support, scale: float, points: int
+) -> tuple[np.ndarray, np.ndarray, bool, float]:
+    """The density on ``points`` abscissae that resolve every bulk.
+
+    Returns ``(x, density, converged, residual)``: ``residual`` is the largest ``|Φ|/|δ|`` over
+    the grid.  Points are shared between bulks in proportion to their mass (at least 16 each); the
+    ends of each bulk are grid points where the density is set to exactly 0 (unless cut).
+    """
+    intervals = support.intervals
+    share = np.asarray(support.masses) / max(sum(support.masses), 1e-300)
+    minimum = 16
+    counts = np.full(len(intervals), minimum)
+    spare = points - minimum * len(intervals)
+    if spare < 0:
+        raise ValueError(f"{points} grid points cannot resolve {len(intervals)} bulks")
+    extra = spare * share
+    counts += np.floor(extra).astype(int)
+    order = np.argsort(-(extra - np.floor(extra)), kind="stable")
+    counts[order[: points - counts.sum()]] += 1
+    x = np.concatenate([_bulk_points(a, b, n, support) for (a, b), n in zip(intervals, counts, strict=True)])
+    ends = np.cumsum(counts)
+    interior = np.ones(x.size, dtype=bool)
+    interior[ends - counts] = interior[ends - 1] = False
+    # Each point by the full continuation in η: starting Newton from the coarse solution would
+    # save time but can land on a wrong root where δ varies fast (next to a hard edge).
+    delta, converged = equation.solve(x[interior], scale)
+    z = x[interior] + 1j * equation.eta(scale)
+    density = np.zeros(x.size)
+    density[interior] = equation.density(delta, z)
+    phi, _ = equation.residual(delta, z)
+    residual = float(np.max(np.abs(phi) / np.maximum(np.abs(delta), 1e-300), initial=0.0))
+    return x, density, bool(converged.all()), residual

@@ -1,0 +1,203 @@
+"""``solve(scenario)``: the limiting Hessian spectrum of one GLM grid point.
+
+The orchestration of :mod:`~pipeline.theory.law` (the law of ``g``), :mod:`~pipeline.theory.bulk`
+(density, support, edges) and :mod:`~pipeline.theory.spikes` (isolated eigenvalues).  The density is
+computed with a compressed law of ``g`` (``_DENSITY_PIECES`` atoms or uniform pieces, see
+:meth:`~pipeline.theory.law.CurvatureLaw.compressed`), which makes the many grid evaluations
+cheap; the edges and the spikes, a handful of
+evaluations each, use the full quadrature.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.scenario import TARGETS, Scenario
+from pipeline.theory.bulk import BulkEquation, cumulative_mass, density_grid, locate_support
+from pipeline.theory.law import curvature_law, geometry
+from pipeline.theory.spikes import find_spikes
+
+__all__ = ["TheoryResult", "solve"]
+
+_DENSITY_PIECES = 256
+_COARSE_POINTS = 256
+# On an unbounded side the grid stops where ν has mass below this beyond: the eigenvalue mass
+# left out is of the same order (a large g_i makes one eigenvalue ≈ c t g_i).
+_TAIL_MASS = 1e-9
+# Margin on the a-priori spectral bounds ‖H‖ ≤ max|g| ‖X‖²/n.
+_BOUND_MARGIN = 1.05
+_UNBOUNDED_NOTE = (
+    "the law of g is unbounded: Theorem 2 does not apply and no isolated eigenvalue is reported; "
+    "outliers seen at finite p are finite-size effects that the bulk absorbs as n, p grow"
+)
+
+
+@dataclass(frozen=True)
+class TheoryResult:
+    """The limiting spectrum of a scenario's Hessian.
+
+    Attributes
+    ----------
+    x, density : numpy.ndarray
+        The density of the continuous part on a grid that resolves every bulk (the ends of each
+        bulk are grid points).  ``∫ density + atom_zero = 1`` up to the integration error.
+    atom_zero : float
+        Mass at 0: ``max(0, 1 - P(g ≠ 0)/c)`` (the rank deficit of ``H`` when ``p > n``).
+    edges : numpy.ndarray
+        ``(n_bulks, 2)``: the ends of every bulk, ascending; ``±inf`` on an unbounded side.
+    edge_left, edge_right : float
+        The outermost edges.
+    spikes : numpy.ndarray
+        Isolated eigenvalues, ascending, on either side of the bulk or in its gaps.
+    spike_align : dict of str to numpy.ndarray
+        For ``"mu"``, ``"w_star"``, ``"w"``: squared cosine of each spike's eigenvector with the
+        unit target vector (NaN where the target is zero).
+    spikes_defined : bool
+        ``False`` when the law of ``g`` is unbounded: Theorem 2 does not apply, ``spikes`` is empty.
+    negative_fraction : float
+        Mass of the spectrum below 0.
+    mass : float
+        ``∫ density + atom_zero``: 1 up to integration error and the cut tails of unbounded supports.
+    converged : bool
+        Every grid point and edge solved to tolerance.
+    residual : float
+        Largest relative residual ``|Φ(δ, z)| / |δ|`` of the fixed-point equation on the grid.
+    note : str
+        Anything the user should know about this result (why there are no spikes, a failure).
+    """
+
+    x: np.ndarray
+    density: np.ndarray
+    atom_zero: float
+    edges: np.ndarray
+    spikes: np.ndarray
+    spike_align: dict[str, np.ndarray]
+    spikes_defined: bool
+    negative_fraction: float
+    mass: float
+    converged: bool
+    residual: float
+    note: str = ""
+    _cumulative: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_cumulative", cumulative_mass(self.x, self.density))
+
+    @property
+    def edge_left(self) -> float:
+        """The leftmost edge of the support (``-inf`` if unbounded)."""
+        return float(self.edges[0, 0])
+
+    @property
+    def edge_right(self) -> float:
+        """The rightmost edge of the support (``+inf`` if unbounded)."""
+        return float(self.edges[-1, 1])
+
+    def cdf(self, values: np.ndarray) -> np.ndarray:
+        """The limiting distribution function (the atom at 0 included) at ``values``."""
+        values = np.asarray(values, dtype=float)
+        continuous = np.interp(values, self.x, self._cumulative, left=0.0, right=self._cumulative[-1])
+        return continuous + self.atom_zero * (values >= 0)
+
+
+def _spectral_bounds(law_g: np.ndarray, lower_bounded: bool, upper_bounded: bool, law, t_max, c):
+    g_lo = float(law_g.min()) if lower_bounded else law.quantile(_TAIL_MASS)
+    g_hi = float(law_g.max()) if upper_bounded else law.quantile(1.0 - _TAIL_MASS)
+    reach = t_max * (1.0 + math.sqrt(c)) ** 2 * _BOUND_MARGIN
+    return min(g_lo, 0.0) * reach, max(g_hi, 0.0) * reach
+
+
+def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
+    """The limiting spectrum of the Hessian of a scenario: density, edges, spikes, alignments.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The grid point.
+    points : int, default 400
+        Length of the density grid ``x``.
+
+    Returns
+    -------
+    TheoryResult
+
+    Examples
+    --------
+    Marchenko–Pastur (square loss, ``C = I``) has edges ``(1 ± √c)²``:
+
+    >>> from pipeline import Scenario, theory
+    >>> result = theory.solve(Scenario(0.25, model="linear", loss="square"))
+    >>> round(result.edge_left, 6), round(result.edge_right, 6)
+    (0.25, 2.25)
+    """
+    c = scenario.c
+    geo = geometry(scenario)
+    law = curvature_law(scenario, geo)
+    t = np.asarray(scenario.covariance.eigenvalues)
+    pi = np.asarray(scenario.covariance.weights)
+    atom_zero = max(0.0, 1.0 - (1.0 - law.zero_mass) / c)
+    nonzero = law.g != 0.0
+    fine = BulkEquation(c, t, pi, law.g[nonzero], law.weight[nonzero], np.zeros(nonzero.sum()), atom_zero)
+    centre, width, mass = law.compressed(_DENSITY_PIECES)
+    coarse = BulkEquation(c, t, pi, centre, mass, width, atom_zero)
+
+    lower_bounded, upper_bounded = scenario.curvature_bounds
+    if not nonzero.any():
+        raise NotImplementedError("g = 0 almost surely: the Hessian is 0")
+    lo, hi = _spectral_bounds(law.g, lower_bounded, upper_bounded, law, t.max(), c)
+    if lo == 0.0:
+        lo = -0.02 * hi
+    if hi == 0.0:
+        hi = -0.02 * lo
+    scale = float(np.abs(law.g) @ law.weight) * float(t @ pi) * (1.0 + math.sqrt(c)) ** 2
+    support = locate_support(
+        coarse,
+        fine,
+        lo,
+        hi,
+        scale,
+        points=_COARSE_POINTS,
+        cut_left=not lower_bounded,
+        cut_right=not upper_bounded,
+    )
+    x, density, converged, residual = density_grid(coarse, support, scale, points)
+    edges = np.array(support.intervals, dtype=float).reshape(-1, 2)
+    if support.cut_left:
+        edges[0, 0] = -np.inf
+    if support.cut_right:
+        edges[-1, 1] = np.inf
+
+    cumulative = cumulative_mass(x, density)
+    negative_fraction = float(np.interp(0.0, x, cumulative, left=0.0, right=cumulative[-1]))
+    mass = float(cumulative[-1]) + atom_zero
+
+    empty = {name: np.empty(0) for name in TARGETS}
+    if not scenario.curvature_bounded:
+        return TheoryResult(
+            x, density, atom_zero, edges, np.empty(0), empty, False, negative_fraction, mass,
+            converged, residual, _UNBOUNDED_NOTE,
+        )
+    mu_norm = float(np.linalg.norm(geo.vectors["mu"]))
+    reach = (math.sqrt(t.max()) * (1.0 + math.sqrt(c)) + mu_norm) ** 2 * 1.5
+    bounds = (min(float(law.g.min()), 0.0) * reach, max(float(law.g.max()), 0.0) * reach)
+    targets = {
+        name: (vector / np.linalg.norm(vector) if np.any(vector) else None)
+        for name, vector in geo.vectors.items()
+    }
+    spikes = find_spikes(geo, law, fine, coarse, support.intervals, bounds, scale, targets)
+    return TheoryResult(
+        x,
+        density,
+        atom_zero,
+        edges,
+        np.array([spike.location for spike in spikes]),
+        {name: np.array([spike.align[name] for spike in spikes]) for name in TARGETS},
+        True,
+        negative_fraction,
+        mass,
+        converged,
+        residual,
+    )

@@ -1,0 +1,209 @@
+"""The theory solver against closed forms and the paper's qualitative results.
+
+Tolerances: the closed forms (Marchenko–Pastur, BBP, Corollary 1) hold exactly for a constant
+curvature, where the solver has no quadrature error, so they are checked far below the 1e-3 the
+issue asks (1e-6: Newton converges to ~1e-13, brentq to 1e-14).  Values read off the paper or the
+theory notes are given to 3–4 digits and are checked to that rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline import Scenario, theory
+
+# ∫ density + atom: trapezoidal integration on the edge-clustered grid leaves ~5e-5 at square-root
+# edges; 1e-3 also covers the cut tails of unbounded supports (mass below 1e-9 there).
+MASS_TOLERANCE = 1e-3
+CLOSED_FORM = 1e-6
+
+
+def marchenko_pastur(c: float) -> Scenario:
+    return Scenario(c, model="linear", loss="square", w_star={"norm": 0.0})
+
+
+@pytest.mark.parametrize("c", [0.1, 0.5, 2.0])
+def test_square_loss_gives_marchenko_pastur_edges(c: float) -> None:
+    result = theory.solve(marchenko_pastur(c))
+    assert result.converged
+    assert result.edge_left == pytest.approx((1 - math.sqrt(c)) ** 2, abs=CLOSED_FORM)
+    assert result.edge_right == pytest.approx((1 + math.sqrt(c)) ** 2, abs=CLOSED_FORM)
+    assert result.atom_zero == pytest.approx(max(0.0, 1 - 1 / c))
+    assert result.mass == pytest.approx(1.0, abs=MASS_TOLERANCE)
+    assert result.spikes.size == 0
+
+
+@pytest.mark.parametrize("ell", [1.0, 2.0, 4.0])
+def test_square_loss_bbp_spike_and_alignment(ell: float) -> None:
+    c = 0.5
+    result = theory.solve(marchenko_pastur(c).replace(mu={"norm": math.sqrt(ell), "angle": 90}))
+    assert result.spikes == pytest.approx([(1 + ell) * (1 + c / ell)], abs=CLOSED_FORM)
+    expected = (1 - c / ell**2) / (1 + c / ell)
+    assert result.spike_align["mu"] == pytest.approx([expected], abs=CLOSED_FORM)
+    # w* = 0 and w = w*: those targets are zero vectors.
+    assert np.isnan(result.spike_align["w_star"]).all() and np.isnan(result.spike_align["w"]).all()
+
+
+@pytest.mark.parametrize("ell", [0.3, 0.6])
+def test_square_loss_no_spike_below_bbp(ell: float) -> None:
+    c = 0.5  # √c ≈ 0.707 > ell
+    result = theory.solve(marchenko_pastur(c).replace(mu={"norm": math.sqrt(ell)}))
+    assert result.spikes.size == 0
+    assert result.edge_right == pytest.approx((1 + math.sqrt(c)) ** 2, abs=CLOSED_FORM)
+
+
+def corollary_1(c: float, rho: float) -> Scenario:
+    # w = w* = 0: g ≡ 1/4 whatever the label.
+    return Scenario(c, w_star={"norm": 0.0}, w="zero", mu={"norm": math.sqrt(rho)})
+
+
+@pytest.mark.parametrize("rho", [1.0, 2.0, 4.0])
+def test_corollary_1_spike_on_the_right_in_closed_form(rho: float) -> None:
+    c = 0.5
+    result = theory.solve(corollary_1(c, rho))
+    assert result.spikes == pytest.approx([0.25 * (1 + rho + c * (1 + rho) / rho)], abs=CLOSED_FORM)
+    assert result.spikes[0] > result.edge_right
+    assert result.spike_align["mu"] == pytest.approx([(rho**2 - c) / (rho**2 + c * rho)], abs=CLOSED_FORM)
+
+
+def test_corollary_1_below_threshold_the_top_sticks_to_the_edge() -> None:
+    c = 0.5
+    result = theory.solve(corollary_1(c, 0.5))  # ρ = 0.5 < √c
+    assert result.spikes.size == 0
+    assert result.edge_right == pytest.approx(0.25 * (1 + math.sqrt(c)) ** 2, abs=CLOSED_FORM)
+
+
+def corollary_2(norm: float, c: float = 0.1) -> Scenario:
+    return Scenario(c, w_star={"norm": 0.0}, w={"norm": norm})
+
+
+def test_corollary_2_left_spike_matches_the_paper() -> None:
+    # glm.md: at c = 0.1, ‖w‖ = 2 the spike is at 0.0521, the left edge at 0.0642, alignment 0.852.
+    result = theory.solve(corollary_2(2.0))
+    assert result.spikes == pytest.approx([0.0521], abs=5e-5)
+    assert result.edge_left == pytest.approx(0.0642, abs=5e-5)
+    assert result.spikes[0] < result.edge_left
+    assert result.spike_align["w"] == pytest.approx([0.852], abs=5e-4)
+
+
+@pytest.mark.parametrize("norm", [1.0, 1.2, 1.25])
+def test_corollary_2_no_spike_for_small_w(norm: float) -> None:
+    assert theory.solve(corollary_2(norm)).spikes.size == 0
+
+
+def test_corollary_2_gap_is_non_monotone_and_alignment_monotone() -> None:
+    norms = [1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0]
+    results = [theory.solve(corollary_2(norm)) for norm in norms]
+    assert all(r.spikes.size == 1 and r.spikes[0] < r.edge_left for r in results)
+    gaps = np.array([r.edge_left - r.spikes[0] for r in results])
+    alignments = np.array([r.spike_align["w"][0] for r in results])
+    peak = int(np.argmax(gaps))
+    assert 0 < peak < len(norms) - 1, gaps
+    assert np.all(np.diff(gaps[: peak + 1]) > 0) and np.all(np.diff(gaps[peak:]) < 0), gaps
+    assert np.all(np.diff(alignments) > 0), alignments
+    # The gap shrinks back towards 0 while the eigenvector becomes ever more informative.
+    assert gaps[-1] < 0.25 * gaps[peak] and alignments[-1] > 0.98
+
+
+@pytest.mark.parametrize("norm", [2.0, 5.0, 20.0])
+def test_corollary_2_no_spike_at_c_one_half(norm: float) -> None:
+    # glm.md: at c = 0.5 there is no such spike for ‖w‖ ≤ 20 (20 also exercises the adaptive
+    # quadrature: g concentrates on |u| ≲ 0.5 there).
+    assert theory.solve(corollary_2(norm, c=0.5)).spikes.size == 0
+
+
+def test_bounded_versus_unbounded_support() -> None:
+    logistic = theory.solve(Scenario(0.5))
+    exponential = theory.solve(Scenario(0.5, loss="exponential"))
+    assert math.isfinite(logistic.edge_right) and logistic.spikes_defined
+    assert exponential.edge_right == math.inf and math.isfinite(exponential.edge_left)
+    assert not exponential.spikes_defined and exponential.spikes.size == 0
+    assert "unbounded" in exponential.note
+    # The density still integrates to 1 over the heavy tail.
+    for result in (logistic, exponential):
+        assert result.mass == pytest.approx(1.0, abs=MASS_TOLERANCE)
+
+
+def figure_2(eigenvalues: list[float]) -> Scenario:
+    # Figure 2c/2d: μ ~ N(0, I/p) (spread evenly over the blocks), w = μ, w* = 0, c = 800/6000.
+    return Scenario(
+        800 / 6000,
+        w_star={"norm": 0.0},
+        mu={"norm": 1.0, "spread": True},
+        w={"norm": 1.0, "spread": True},
+        cov={"eigenvalues": eigenvalues, "weights": [0.5, 0.5]},
+    )
+
+
+def test_one_bulk_for_close_covariance_eigenvalues_two_for_distant() -> None:
+    one, two = theory.solve(figure_2([1, 2])), theory.solve(figure_2([1, 4]))
+    assert one.edges.shape == (1, 2)
+    assert two.edges.shape == (2, 2)
+    for result in (one, two):
+        assert result.mass == pytest.approx(1.0, abs=MASS_TOLERANCE)
+        assert result.converged
+
+
+def test_spikes_from_mu_and_w_at_once() -> None:
+    # μ ⊥ w: a right spike along μ (Corollary 1's mechanism) and a left one along w
+    # (Corollary 2's), each eigenvector blind to the other direction.
+    result = theory.solve(Scenario(0.1, w={"norm": 3.0}, mu={"norm": 2.0, "angle": 90}))
+    assert result.spikes.size == 2
+    left, right = result.spikes
+    assert left < result.edge_left and right > result.edge_right
+    assert result.spike_align["w"][0] > 0.9 and result.spike_align["mu"][0] < 1e-12
+    assert result.spike_align["mu"][1] > 0.9 and result.spike_align["w"][1] < 1e-12
+
+
+def test_spike_along_w_and_w_star_at_once() -> None:
+    result = theory.solve(Scenario(0.1, w_star={"norm": 3.0}, w="w_star"))
+    assert result.spikes.size == 1
+    assert result.spike_align["w"][0] == pytest.approx(result.spike_align["w_star"][0], abs=1e-12)
+
+
+def test_phase_retrieval_negative_fraction_is_in_the_paper_range() -> None:
+    # Figure 1c: "≈ 61% negative eigenvalues" read off a p = 800 histogram; the limit is 0.628
+    # and Monte Carlo at p = 800 gives 0.62 ± 0.01 (tests/test_theory_vs_mc.py).
+    result = theory.solve(figure_1c())
+    assert 0.60 < result.negative_fraction < 0.65
+    assert result.edge_left == -math.inf and result.edge_right == math.inf
+
+
+def figure_1c() -> Scenario:
+    # Phase retrieval: μ = 0, ‖w*‖ = 2, w ~ N(0, I/p) (norm 1, orthogonal to w* as p → ∞).
+    return Scenario(
+        800 / 6000, model="phase", loss="phase", w_star={"norm": 2.0}, w={"norm": 1.0, "angle": 90}
+    )
+
+
+@pytest.mark.parametrize("labels", [{"name": "trim", "threshold": 3.0}, "optimal"])
+def test_spectral_initialisation_transforms_bound_the_law(labels: object) -> None:
+    raw = theory.solve(Scenario(0.2, model="phase", loss="phase", w="zero"))
+    assert not raw.spikes_defined and raw.edge_left == -math.inf
+    transformed = theory.solve(Scenario(0.2, model="phase", loss="phase", w="zero", labels=labels))
+    assert transformed.spikes_defined and math.isfinite(transformed.edge_left)
+    # g = −T(y) at w = 0: the informative eigenvector is the bottom one, aligned with w*.
+    assert transformed.spikes.size == 1 and transformed.spikes[0] < transformed.edge_left
+    assert 0.2 < transformed.spike_align["w_star"][0] < 1.0
+
+
+def test_cdf_is_a_distribution_function() -> None:
+    result = theory.solve(marchenko_pastur(2.0))
+    grid = np.linspace(-1.0, 7.0, 200)
+    cdf = result.cdf(grid)
+    assert np.all(np.diff(cdf) >= 0)
+    assert cdf[0] == 0.0 and cdf[-1] == pytest.approx(1.0, abs=MASS_TOLERANCE)
+    # The atom at 0 (p > n) is a jump of 1 − 1/c.
+    assert result.cdf(np.array([1e-12]))[0] - result.cdf(np.array([-1e-12]))[0] == pytest.approx(0.5)
+
+
+def test_density_grid_has_the_requested_length_and_resolves_each_bulk() -> None:
+    result = theory.solve(figure_2([1, 4]), points=300)
+    assert result.x.shape == result.density.shape == (300,)
+    assert np.all(np.diff(result.x) > 0)
+    for left, right in result.edges:
+        inside = (result.x > left) & (result.x < right)
+        assert inside.sum() >= 16 and np.all(result.density[inside] > 0)
