@@ -44,15 +44,17 @@ _EDGE_TOLERANCE = 1e-13
 
 def _atanh_ratio_excess(eta: np.ndarray) -> np.ndarray:
     """``(atanh(η)/η − 1)/η² = Σ_k η^{2k}/(2k + 3)``, without cancellation near 0."""
-    small = np.abs(eta) < 0.1
-    safe = np.where(small, 0.5, eta)
-    direct = (np.arctanh(safe) / safe - 1.0) / safe**2
-    # |η| < 0.1: nine terms leave a remainder below 0.01⁹.
+    # |η| < 0.1: nine terms leave a remainder below 0.01⁹.  Most pieces are far from the pole
+    # -1/δ and take this branch; the costly complex atanh runs on the others only.
     eta2 = eta * eta
-    series = np.zeros_like(eta)
+    result = np.zeros_like(eta)
     for k in range(8, -1, -1):
-        series = series * eta2 + 1.0 / (2 * k + 3)
-    return np.where(small, series, direct)
+        result = result * eta2 + 1.0 / (2 * k + 3)
+    large = np.abs(eta2) >= 0.01
+    if large.any():
+        near = eta[large]
+        result[large] = (np.arctanh(near) / near - 1.0) / (near * near)
+    return result
 
 
 def _piece_moments(
@@ -269,6 +271,7 @@ class Support:
     x: np.ndarray
     delta: np.ndarray
     density: np.ndarray
+    inside: np.ndarray
 
 
 def _inside(equation: BulkEquation, x: np.ndarray, delta: np.ndarray, scale: float) -> np.ndarray:
@@ -353,7 +356,7 @@ def locate_support(
     intervals = [(edges[k], edges[k + 1]) for k in range(0, len(edges), 2)]
     cdf = _cumulative(x, density)
     masses = [float(np.interp(b, x, cdf) - np.interp(a, x, cdf)) for a, b in intervals]
-    return Support(intervals, masses, cut_left, cut_right, x, delta, density)
+    return Support(intervals, masses, cut_left, cut_right, x, delta, density, inside)
 
 
 def _cumulative(x: np.ndarray, density: np.ndarray) -> np.ndarray:
@@ -438,10 +441,25 @@ def density_grid(
     ends = np.cumsum(counts)
     interior = np.ones(x.size, dtype=bool)
     interior[ends - counts] = interior[ends - 1] = False
-    # Each point by the full continuation in η: starting Newton from the coarse solution would
-    # save time but can land on a wrong root where δ varies fast (next to a hard edge).
-    delta, converged = equation.solve(x[interior], scale)
-    z = x[interior] + 1j * equation.eta(scale)
+    # Newton from the coarse solution, interpolated, where δ is smooth: between two coarse
+    # points inside one bulk.  Next to an edge δ varies like a square root (or faster, at a hard
+    # edge) and the interpolated start can lead Newton to a wrong root: there, the full
+    # continuation in η.
+    points_inside = x[interior]
+    z = points_inside + 1j * equation.eta(scale)
+    coarse_inside = support.inside
+    right = np.clip(np.searchsorted(support.x, points_inside), 1, support.x.size - 1)
+    smooth = coarse_inside[right] & coarse_inside[right - 1]
+    for a, b in intervals:
+        # Coarse points straddling an edge are not both inside the same bulk.
+        smooth &= ~((support.x[right - 1] < a) | (support.x[right] > b)) | (points_inside < a) | (points_inside > b)
+    guess = np.interp(points_inside, support.x, support.delta.real) + 1j * np.interp(
+        points_inside, support.x, support.delta.imag
+    )
+    delta, converged = equation.newton(guess, z)
+    retry = ~smooth | ~converged | (equation.density(delta, z) <= 0)
+    if retry.any():
+        delta[retry], converged[retry] = equation.solve(points_inside[retry], scale)
     density = np.zeros(x.size)
     density[interior] = equation.density(delta, z)
     phi, _ = equation.residual(delta, z)
