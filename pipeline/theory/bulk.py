@@ -29,7 +29,9 @@ __all__ = ["BulkEquation", "Support", "cumulative_mass", "density_grid", "locate
 _ETA_FINAL = 1e-10
 _ETA_START = 10.0
 _ETA_RATIO = 10.0
-_NEWTON_TOLERANCE = 1e-13
+# Step size relative to |δ| at which Newton stops: the iterate is then accurate to ~1e-16.
+_NEWTON_TOLERANCE = 1e-8
+_LADDER_TOLERANCE = 1e-3
 _NEWTON_STEPS = 30
 _RESIDUAL_TOLERANCE = 1e-14
 # In the support Im δ barely moves when η is divided by _ETA_RATIO = 10; outside it is divided
@@ -173,10 +175,14 @@ class BulkEquation:
         atom = self.atom_zero * z.imag / (z.real**2 + z.imag**2)
         return np.maximum((m.imag - atom) / np.pi, 0.0)
 
-    def newton(self, delta: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def newton(
+        self, delta: np.ndarray, z: np.ndarray, tolerance: float = _NEWTON_TOLERANCE
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Newton's method from ``delta`` at fixed ``z``, keeping ``Im δ ≥ 0``.
 
-        Returns the solution and a boolean array: converged to ``_NEWTON_TOLERANCE``.
+        Iteration stops when a step is below ``tolerance`` relative to ``|δ|``: Newton converges
+        quadratically, so the last iterate is then accurate to about ``tolerance²``.
+        Returns the solution and a boolean array: converged.
         """
         delta = delta.astype(complex)
         active = np.ones(delta.shape, dtype=bool)
@@ -193,7 +199,7 @@ class BulkEquation:
             candidate[wrong_side] = candidate[wrong_side].real + 0.1j * current[wrong_side].imag
             delta[active] = candidate
             change = np.abs(candidate - current)
-            settled = solved | (change <= _NEWTON_TOLERANCE * np.maximum(np.abs(candidate), 1e-300))
+            settled = solved | (change <= tolerance * np.maximum(np.abs(candidate), 1e-300))
             settled |= ~np.isfinite(candidate)
             active[active] = ~settled
             if not active.any():
@@ -206,11 +212,11 @@ class BulkEquation:
         z = x + 1j * eta
         f_mean = float(self.g @ self.weight)
         delta = self.c * (self.pi * self.t / (self.t * f_mean - z[:, None])).sum(-1)
-        while True:
-            delta, converged = self.newton(delta, x + 1j * eta)
-            if eta <= _ETA_FINAL * scale * 1.0000001:
-                return delta, converged
+        while eta > _ETA_FINAL * scale * 1.0000001:
+            # Intermediate levels only provide starting points for the next one.
+            delta, _ = self.newton(delta, x + 1j * eta, _LADDER_TOLERANCE)
             eta = max(eta / _ETA_RATIO, _ETA_FINAL * scale)
+        return self.newton(delta, x + 1j * eta)
 
     def eta(self, scale: float) -> float:
         """The ``Im z`` at which :meth:`solve` reads the density."""
@@ -447,12 +453,15 @@ def density_grid(
     # continuation in η.
     points_inside = x[interior]
     z = points_inside + 1j * equation.eta(scale)
-    coarse_inside = support.inside
     right = np.clip(np.searchsorted(support.x, points_inside), 1, support.x.size - 1)
-    smooth = coarse_inside[right] & coarse_inside[right - 1]
-    for a, b in intervals:
-        # Coarse points straddling an edge are not both inside the same bulk.
-        smooth &= ~((support.x[right - 1] < a) | (support.x[right] > b)) | (points_inside < a) | (points_inside > b)
+    bulk_start = np.repeat([a for a, _ in intervals], counts)[interior]
+    bulk_end = np.repeat([b for _, b in intervals], counts)[interior]
+    smooth = (
+        support.inside[right]
+        & support.inside[right - 1]
+        & (support.x[right - 1] >= bulk_start)
+        & (support.x[right] <= bulk_end)
+    )
     guess = np.interp(points_inside, support.x, support.delta.real) + 1j * np.interp(
         points_inside, support.x, support.delta.imag
     )
