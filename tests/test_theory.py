@@ -94,6 +94,16 @@ def test_corollary_2_no_spike_for_small_w(norm: float) -> None:
     assert theory.solve(corollary_2(norm)).spikes.size == 0
 
 
+def test_corollary_2_spike_is_born_at_the_edge_near_1_26() -> None:
+    # glm.md: no spike below ‖w‖ ≈ 1.26.  Just above, the spike leaves the left edge: its gap and
+    # alignment start from 0 and grow.
+    results = [theory.solve(corollary_2(norm)) for norm in (1.26, 1.27, 1.3)]
+    gaps = [(r.edge_left - r.spikes[0]) / r.edge_left for r in results]
+    alignments = [r.spike_align["w"][0] for r in results]
+    assert gaps[0] < 1e-4 and alignments[0] < 0.02
+    assert np.all(np.diff(gaps) > 0) and np.all(np.diff(alignments) > 0)
+
+
 def test_corollary_2_gap_is_non_monotone_and_alignment_monotone() -> None:
     norms = [1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0]
     results = [theory.solve(corollary_2(norm)) for norm in norms]
@@ -207,3 +217,10 @@ def test_density_grid_has_the_requested_length_and_resolves_each_bulk() -> None:
     for left, right in result.edges:
         inside = (result.x > left) & (result.x < right)
         assert inside.sum() >= 16 and np.all(result.density[inside] > 0)
+
+
+def test_zero_curvature_gives_the_zero_matrix() -> None:
+    # Phase retrieval at w = w* = 0: y = 0 and g = 3h² − y = 0, so H = 0.
+    result = theory.solve(Scenario(0.5, model="phase", loss="phase", w="zero", w_star={"norm": 0.0}))
+    assert result.atom_zero == 1.0 and result.spikes.size == 0
+    assert result.cdf(np.array([-1e-9, 0.0])).tolist() == [0.0, 1.0]

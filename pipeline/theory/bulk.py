@@ -42,6 +42,7 @@ _HARD_EDGE_SNAP = 1e-2
 _SEARCH_POINTS = 31
 _SEARCH_ROUNDS = 4
 _EDGE_TOLERANCE = 1e-13
+_EDGE_STEPS = 60
 
 
 def _atanh_ratio_excess(eta: np.ndarray) -> np.ndarray:
@@ -222,42 +223,58 @@ class BulkEquation:
         """The ``Im z`` at which :meth:`solve` reads the density."""
         return _ETA_FINAL * scale
 
+    def _edge_system(self, delta: float, x: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(Φ, ∂Φ/∂δ)`` at real ``(δ, x)`` and their Jacobian in ``(δ, x)``."""
+        f1, f2, f3 = (float(np.real(m)) for m in self.moments(np.array(delta), 3))
+        d = self.t * f1 - x
+        c, pi, t = self.c, self.pi, self.t
+        # F' = -f2, F'' = 2 f3.
+        values = np.array([delta - c * np.sum(pi * t / d), 1.0 - c * np.sum(pi * t**2 * f2 / d**2)])
+        jacobian = np.array(
+            [
+                [values[1], -c * np.sum(pi * t / d**2)],
+                [
+                    c * np.sum(pi * t**2 * (2 * f3 / d**2 - 2 * t * f2**2 / d**3)),
+                    -c * np.sum(pi * t**2 * f2 * 2 / d**3),
+                ],
+            ]
+        )
+        return values, jacobian
+
     def refine_edge(self, x_out: float, x_in: float, delta_out: float) -> float | None:
         """The edge between ``x_out`` (outside the support) and ``x_in`` (inside), or ``None``.
 
-        Solves ``Φ(δ, x) = 0, ∂Φ/∂δ = 0`` for real ``(δ, x)`` by Newton's method, never
-        crossing a pole of ``F`` (the real solution outside the support lives between two).
+        Solves ``Φ(δ, x) = 0, ∂Φ/∂δ = 0`` for real ``(δ, x)`` by Newton's method with
+        backtracking on the residual, never crossing a pole of ``F`` (the real solution outside
+        the support lives between two), and within a grid spacing of the bracket.
         """
         width = abs(x_in - x_out)
         lo, hi = min(x_in, x_out) - width, max(x_in, x_out) + width
-        delta, x = float(delta_out), float(x_out)
-        if not self.outside_poles(np.array(delta)):
+        point = np.array([float(delta_out), float(x_out)])
+        if not self.outside_poles(np.array(point[0])):
             return None
-        for _ in range(60):
-            f1, f2, f3 = (m.real for m in self.moments(np.array(delta), 3))
-            d = self.t * f1 - x
-            e1 = delta - self.c * np.sum(self.pi * self.t / d)
-            e2 = 1.0 - self.c * np.sum(self.pi * self.t**2 * f2 / d**2)
-            # F' = -f2, F'' = 2 f3.
-            j11 = e2
-            j12 = -self.c * np.sum(self.pi * self.t / d**2)
-            j21 = self.c * np.sum(self.pi * self.t**2 * (2 * f3 / d**2 - 2 * self.t * f2**2 / d**3))
-            j22 = -self.c * np.sum(self.pi * self.t**2 * f2 * 2 / d**3)
-            det = j11 * j22 - j12 * j21
-            if det == 0 or not np.isfinite(det):
+        values, jacobian = self._edge_system(*point)
+        for _ in range(_EDGE_STEPS):
+            try:
+                step = np.linalg.solve(jacobian, values)
+            except np.linalg.LinAlgError:
                 return None
-            step_delta = (e1 * j22 - e2 * j12) / det
-            step_x = (j11 * e2 - j21 * e1) / det
-            scale_step = 1.0
+            if not np.all(np.isfinite(step)):
+                return None
+            fraction = 1.0
             for _ in range(40):
-                if self.same_branch(np.array(delta), np.array(delta - scale_step * step_delta)):
-                    break
-                scale_step *= 0.5
-            delta, x = delta - scale_step * step_delta, x - scale_step * step_x
-            if not (lo <= x <= hi):
+                trial = point - fraction * step
+                if lo <= trial[1] <= hi and self.same_branch(np.array(point[0]), np.array(trial[0])):
+                    trial_values, trial_jacobian = self._edge_system(*trial)
+                    if np.linalg.norm(trial_values) < np.linalg.norm(values) or fraction < 1e-6:
+                        break
+                fraction *= 0.5
+            moved = abs(trial[1] - point[1])
+            point, values, jacobian = trial, trial_values, trial_jacobian
+            if not lo <= point[1] <= hi:
                 return None
-            if abs(scale_step * step_x) <= _EDGE_TOLERANCE * max(abs(x), width):
-                return x
+            if moved <= _EDGE_TOLERANCE * max(abs(point[1]), width):
+                return float(point[1])
         return None
 
 

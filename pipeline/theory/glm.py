@@ -17,18 +17,19 @@ import numpy as np
 
 from pipeline.scenario import TARGETS, Scenario
 from pipeline.theory.bulk import BulkEquation, cumulative_mass, density_grid, locate_support
-from pipeline.theory.law import curvature_law, geometry
+from pipeline.theory.law import CurvatureLaw, curvature_law, geometry
 from pipeline.theory.spikes import find_spikes
 
 __all__ = ["TheoryResult", "solve"]
 
-_DENSITY_PIECES = 256
+_DENSITY_PIECES = 128
 _COARSE_POINTS = 256
 # On an unbounded side the grid stops where ν has mass below this beyond: the eigenvalue mass
 # left out is of the same order (a large g_i makes one eigenvalue ≈ c t g_i).
 _TAIL_MASS = 1e-9
-# Margin on the a-priori spectral bounds ‖H‖ ≤ max|g| ‖X‖²/n.
+# Margins on the a-priori spectral bounds ‖H‖ ≤ max|g| ‖X‖²/n: the bulk grid, the spike scan.
 _BOUND_MARGIN = 1.05
+_SPIKE_MARGIN = 1.5
 _UNBOUNDED_NOTE = (
     "the law of g is unbounded: Theorem 2 does not apply and no isolated eigenvalue is reported; "
     "outliers seen at finite p are finite-size effects that the bulk absorbs as n, p grow"
@@ -103,11 +104,37 @@ class TheoryResult:
         return continuous + self.atom_zero * (values >= 0)
 
 
-def _spectral_bounds(law_g: np.ndarray, lower_bounded: bool, upper_bounded: bool, law, t_max, c):
-    g_lo = float(law_g.min()) if lower_bounded else law.quantile(_TAIL_MASS)
-    g_hi = float(law_g.max()) if upper_bounded else law.quantile(1.0 - _TAIL_MASS)
+def _grid_bounds(law: CurvatureLaw, bounds: tuple[bool, bool], t_max: float, c: float) -> tuple[float, float]:
+    """Where the bulk can lie: ``‖H‖ ≤ max|g| ‖X‖²/n`` with ``‖X‖²/n → t_max (1 + √c)²``.
+
+    On an unbounded side the extreme ``g`` is replaced by its ``_TAIL_MASS`` quantile.
+    """
+    lower_bounded, upper_bounded = bounds
+    g_lo = float(law.g.min()) if lower_bounded else law.quantile(_TAIL_MASS)
+    g_hi = float(law.g.max()) if upper_bounded else law.quantile(1.0 - _TAIL_MASS)
     reach = t_max * (1.0 + math.sqrt(c)) ** 2 * _BOUND_MARGIN
-    return min(g_lo, 0.0) * reach, max(g_hi, 0.0) * reach
+    lo, hi = min(g_lo, 0.0) * reach, max(g_hi, 0.0) * reach
+    # A one-signed law leaves one bound at 0: start the grid a little beyond, off the atom.
+    return (lo if lo < 0 else -0.02 * hi), (hi if hi > 0 else -0.02 * lo)
+
+
+def _zero_hessian(points: int) -> TheoryResult:
+    """``g = 0`` almost surely (e.g. phase retrieval at ``w = w* = 0``): ``H = 0``."""
+    empty = {name: np.empty(0) for name in TARGETS}
+    return TheoryResult(
+        x=np.linspace(-1.0, 1.0, points),
+        density=np.zeros(points),
+        atom_zero=1.0,
+        edges=np.zeros((1, 2)),
+        spikes=np.empty(0),
+        spike_align=empty,
+        spikes_defined=True,
+        negative_fraction=0.0,
+        mass=1.0,
+        converged=True,
+        residual=0.0,
+        note="g = 0 almost surely: the Hessian is 0",
+    )
 
 
 def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
@@ -118,11 +145,15 @@ def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
     scenario : Scenario
         The grid point.
     points : int, default 400
-        Length of the density grid ``x``.
+        Length of the density grid ``x`` (at least 16 per bulk).
 
     Returns
     -------
     TheoryResult
+
+    See Also
+    --------
+    pipeline.montecarlo.sample : the same spectrum at finite ``p``.
 
     Examples
     --------
@@ -136,22 +167,18 @@ def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
     c = scenario.c
     geo = geometry(scenario)
     law = curvature_law(scenario, geo)
+    nonzero = law.g != 0.0
+    if not nonzero.any():
+        return _zero_hessian(points)
     t = np.asarray(scenario.covariance.eigenvalues)
     pi = np.asarray(scenario.covariance.weights)
     atom_zero = max(0.0, 1.0 - (1.0 - law.zero_mass) / c)
-    nonzero = law.g != 0.0
     fine = BulkEquation(c, t, pi, law.g[nonzero], law.weight[nonzero], np.zeros(nonzero.sum()), atom_zero)
     centre, width, mass = law.compressed(_DENSITY_PIECES)
     coarse = BulkEquation(c, t, pi, centre, mass, width, atom_zero)
 
     lower_bounded, upper_bounded = scenario.curvature_bounds
-    if not nonzero.any():
-        raise NotImplementedError("g = 0 almost surely: the Hessian is 0")
-    lo, hi = _spectral_bounds(law.g, lower_bounded, upper_bounded, law, t.max(), c)
-    if lo == 0.0:
-        lo = -0.02 * hi
-    if hi == 0.0:
-        hi = -0.02 * lo
+    lo, hi = _grid_bounds(law, scenario.curvature_bounds, float(t.max()), c)
     scale = float(np.abs(law.g) @ law.weight) * float(t @ pi) * (1.0 + math.sqrt(c)) ** 2
     support = locate_support(
         coarse,
@@ -169,19 +196,25 @@ def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
         edges[0, 0] = -np.inf
     if support.cut_right:
         edges[-1, 1] = np.inf
-
     cumulative = cumulative_mass(x, density)
-    negative_fraction = float(np.interp(0.0, x, cumulative, left=0.0, right=cumulative[-1]))
-    mass = float(cumulative[-1]) + atom_zero
-
-    empty = {name: np.empty(0) for name in TARGETS}
+    common = {
+        "x": x,
+        "density": density,
+        "atom_zero": atom_zero,
+        "edges": edges,
+        "negative_fraction": float(np.interp(0.0, x, cumulative, left=0.0, right=cumulative[-1])),
+        "mass": float(cumulative[-1]) + atom_zero,
+        "converged": converged,
+        "residual": residual,
+    }
     if not scenario.curvature_bounded:
+        empty = {name: np.empty(0) for name in TARGETS}
         return TheoryResult(
-            x, density, atom_zero, edges, np.empty(0), empty, False, negative_fraction, mass,
-            converged, residual, _UNBOUNDED_NOTE,
+            spikes=np.empty(0), spike_align=empty, spikes_defined=False, note=_UNBOUNDED_NOTE, **common
         )
+    # No eigenvalue of H lies beyond max|g| ‖X‖²/n, with ‖X‖/√n ≤ √t_max (1 + √c) + ‖μ‖.
     mu_norm = float(np.linalg.norm(geo.vectors["mu"]))
-    reach = (math.sqrt(t.max()) * (1.0 + math.sqrt(c)) + mu_norm) ** 2 * 1.5
+    reach = (math.sqrt(t.max()) * (1.0 + math.sqrt(c)) + mu_norm) ** 2 * _SPIKE_MARGIN
     bounds = (min(float(law.g.min()), 0.0) * reach, max(float(law.g.max()), 0.0) * reach)
     targets = {
         name: (vector / np.linalg.norm(vector) if np.any(vector) else None)
@@ -189,15 +222,8 @@ def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
     }
     spikes = find_spikes(geo, law, fine, coarse, support.intervals, bounds, scale, targets)
     return TheoryResult(
-        x,
-        density,
-        atom_zero,
-        edges,
-        np.array([spike.location for spike in spikes]),
-        {name: np.array([spike.align[name] for spike in spikes]) for name in TARGETS},
-        True,
-        negative_fraction,
-        mass,
-        converged,
-        residual,
+        spikes=np.array([spike.location for spike in spikes]),
+        spike_align={name: np.array([spike.align[name] for spike in spikes]) for name in TARGETS},
+        spikes_defined=True,
+        **common,
     )

@@ -28,8 +28,10 @@ __all__ = ["CurvatureLaw", "Geometry", "curvature_law", "geometry"]
 
 # Largest move of h or h* between neighbouring nodes.  The logistic curvature has poles at
 # distance π from the real h axis, so the trapezoidal error is about exp(-2π²/_H_STEP) ≈ 1e-43:
-# the step is set by the resolution of f = g/(1+gδ) near the spectral edges, where 1+gδ is small.
-_H_STEP = 0.2
+# the step is set by the resolution of f = g/(1+gδ) near the spectral edges, where 1+gδ is small,
+# and by the compression of ν into uniform pieces for the density (each piece should hold several
+# nodes).  One-dimensional laws afford four times as many nodes as two-dimensional ones.
+_H_STEP = {0: 0.05, 1: 0.05, 2: 0.2}
 # Half-width of the grid in standard deviations: the Gaussian mass outside is 1.2e-15.
 _U_RANGE = 8.0
 # Nodes whose Gaussian weight is below this fraction of the largest are dropped (corners of 2-D grids).
@@ -159,9 +161,9 @@ class CurvatureLaw:
         return 0.5 * (boundaries[1:] + boundaries[:-1]), np.diff(boundaries), group_mass
 
 
-def _axis_nodes(scale: float) -> tuple[np.ndarray, np.ndarray]:
+def _axis_nodes(scale: float, rank: int) -> tuple[np.ndarray, np.ndarray]:
     """Trapezoidal nodes and weights of ``N(0, 1)`` for a direction along which h moves by ``scale``."""
-    step = _H_STEP / max(1.0, scale)
+    step = _H_STEP[rank] / max(1.0, scale)
     count = int(np.ceil(_U_RANGE / step))
     # Nodes at half steps: none at u = 0, where g may vanish (phase retrieval at w = 0) and a
     # single node would pass for an atom of ν at 0.
@@ -171,7 +173,7 @@ def _axis_nodes(scale: float) -> tuple[np.ndarray, np.ndarray]:
 
 def curvature_law(scenario: Scenario, geo: Geometry) -> CurvatureLaw:
     """Quadrature of ``(u, g)`` for the scenario's model, labels and loss."""
-    axes = [_axis_nodes(float(np.linalg.norm(geo.mixing[:, i]))) for i in range(geo.rank)]
+    axes = [_axis_nodes(float(np.linalg.norm(geo.mixing[:, i])), geo.rank) for i in range(geo.rank)]
     if axes:
         grids = np.meshgrid(*[nodes for nodes, _ in axes], indexing="ij")
         u = np.stack([grid.reshape(-1) for grid in grids], axis=1)

@@ -151,6 +151,22 @@ def _scan_points(lo: float, hi: float, lo_is_edge: bool, hi_is_edge: bool) -> np
     return np.unique(np.concatenate(parts))
 
 
+def _march(
+    equation: _SpikeEquation, lam: np.ndarray, delta: np.ndarray, real: np.ndarray, order: np.ndarray
+) -> None:
+    """Real ``δ`` of the full law along ``lam[order]`` by continuation, from ``order[0]``.
+
+    Updates ``delta`` and ``real`` in place; stops where Newton's method fails.
+    """
+    current = delta[order[0]]
+    for index in order:
+        value, ok = equation.delta(lam[index : index + 1], np.array([current]))
+        if not ok[0]:
+            break
+        current = delta[index] = value[0]
+        real[index] = True
+
+
 def _gap_roots(
     equation: _SpikeEquation, lam: np.ndarray, delta: np.ndarray, *, polished: bool
 ) -> tuple[list[tuple[float, float]], bool]:
@@ -229,7 +245,16 @@ def find_spikes(
         guess, converged = coarse.solve(lam, scale)
         real = converged & (np.abs(guess.imag) <= _REAL_TOLERANCE * np.abs(guess))
         real &= fine.outside_poles(guess.real)
-        roots, lost = _gap_roots(equation, lam[real], guess.real[real], polished=False)
+        delta = guess.real
+        if not real.any():
+            continue
+        # Within the compression error of an edge the compressed law may still be in its bulk,
+        # while a spike just born sits there: march to each edge with the full law.
+        if hi_edge:
+            _march(equation, lam, delta, real, np.arange(np.flatnonzero(real)[-1], lam.size))
+        if lo_edge:
+            _march(equation, lam, delta, real, np.arange(np.flatnonzero(real)[0], -1, -1))
+        roots, lost = _gap_roots(equation, lam[real], delta[real], polished=False)
         if lost:
             delta, ok = equation.delta(lam[real], guess.real[real])
             roots, _ = _gap_roots(equation, lam[real][ok], delta[ok], polished=True)
