@@ -32,7 +32,6 @@ from __future__ import annotations
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -118,8 +117,8 @@ class MonteCarloResult:
     """
 
     eigenvalues: np.ndarray
-    align_top: Mapping[str, np.ndarray]
-    align_bottom: Mapping[str, np.ndarray]
+    align_top: dict[str, np.ndarray]
+    align_bottom: dict[str, np.ndarray]
     p: int
     n: int
     negative_fraction: float
@@ -231,7 +230,7 @@ def draw(scenario: Scenario, p: int, seed: SeedLike) -> Draw:
         c=scenario.c,
         model=scenario.model,
         covariance_diagonal=diagonal,
-        vectors=MappingProxyType(vectors),
+        vectors=vectors,
     )
 
 
@@ -447,7 +446,7 @@ def _apply_q(reflectors: np.ndarray, tau: np.ndarray, vectors: np.ndarray) -> np
     return result
 
 
-def _alignments(eigenvectors: np.ndarray, vectors: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+def _alignments(eigenvectors: np.ndarray, vectors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Squared cosines of each eigenvector (column) with each unit target; NaN for a zero target."""
     alignments = {}
     for name in TARGETS:
@@ -459,4 +458,4 @@ def _alignments(eigenvectors: np.ndarray, vectors: Mapping[str, np.ndarray]) -> 
             cosines = (eigenvectors.T @ (target / norm)) ** 2
         cosines.flags.writeable = False
         alignments[name] = cosines
-    return MappingProxyType(alignments)
+    return alignments

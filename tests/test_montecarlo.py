@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import pickle
 import subprocess
 import sys
 from typing import Any
@@ -431,3 +432,14 @@ def test_lapack_failure_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(montecarlo.lapack, "dsterf", failing_dsterf)
     with pytest.raises(RuntimeError, match="dsterf failed with info = 3"):
         sample(Scenario(0.5), 10, seed=0)
+
+
+def test_results_and_draws_pickle_for_dask_workers() -> None:
+    scenario = Scenario(0.5)
+    original = draw(scenario, 40, seed=1)
+    copy = pickle.loads(pickle.dumps(original))
+    assert np.array_equal(copy.X, original.X) and np.array_equal(copy.vectors["w"], original.vectors["w"])
+    result = analyse(original, scenario)
+    restored = pickle.loads(pickle.dumps(result))
+    assert np.array_equal(restored.eigenvalues, result.eigenvalues)
+    assert np.array_equal(restored.align_top["w"], result.align_top["w"])

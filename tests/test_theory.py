@@ -9,6 +9,7 @@ theory notes are given to 3–4 digits and are checked to that rounding.
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -224,3 +225,10 @@ def test_zero_curvature_gives_the_zero_matrix() -> None:
     result = theory.solve(Scenario(0.5, model="phase", loss="phase", w="zero", w_star={"norm": 0.0}))
     assert result.atom_zero == 1.0 and result.spikes.size == 0
     assert result.cdf(np.array([-1e-9, 0.0])).tolist() == [0.0, 1.0]
+
+
+def test_result_pickles_for_dask_workers() -> None:
+    result = theory.solve(corollary_1(0.5, 2.0))
+    restored = pickle.loads(pickle.dumps(result))
+    assert np.array_equal(restored.spikes, result.spikes)
+    assert np.array_equal(restored.cdf(result.x), result.cdf(result.x))
