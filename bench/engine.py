@@ -112,6 +112,30 @@ def idle(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def probe() -> dict[str, float]:
+    """The machine's state now: milliseconds of a fixed 400 × 400 dgemm (median of 7), CPU steal.
+
+    Printed at the start of every section: a probe much slower than in other sections, or steal
+    time growing, means the host throttled this machine during the run.
+    """
+    a = np.random.default_rng(0).standard_normal((400, 400))
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        blas.dgemm(1.0, a, a)
+        times.append(time.perf_counter() - start)
+    return {"dgemm_ms": 1e3 * statistics.median(times), "steal_s": steal_seconds()}
+
+
+def steal_seconds() -> float:
+    """Cumulative CPU time stolen by the hypervisor (``/proc/stat``), NaN where unavailable."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def seed_of(repeat: int) -> tuple[int, int]:
     return (2024, repeat + 1)
 
@@ -368,7 +392,7 @@ def cpu_model() -> str:
 def git_state() -> str:
     def git(*args: str) -> str:
         out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        return out.stdout.strip()
+        return out.stdout.rstrip("\n")  # not strip(): porcelain lines start with a space
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", "pipeline").splitlines()
@@ -400,6 +424,7 @@ def command_line() -> str:
 
 
 def report(results: dict[str, Any]) -> str:
+    first = results["probes"]["1"]
     lines = [f"## {results['date']} — `{results['command']}`", ""]
     if results["quick"]:
         lines += ["Smoke run (`--quick`): small sizes, few repeats; not for comparison.", ""]
@@ -408,6 +433,12 @@ def report(results: dict[str, Any]) -> str:
     lines += [
         f"- load average (1, 5, 15 min) at start: {results['load_start']}; at end: {results['load_end']}",
         f"- wall time of the run: {results['wall_s']:.0f} s",
+        "- machine state at the start of each section (a 400 × 400 `dgemm`, median of 7, in ms; "
+        "CPU steal since the start of the run, in s): "
+        + "; ".join(
+            f"{name}: {value['dgemm_ms']:.2f} ms, {value['steal_s'] - first['steal_s']:.1f} s"
+            for name, value in results["probes"].items()
+        ),
         "",
         f"Repeats: {results['repeats']} interleaved (A, B, A, B, …) after one warm-up call each; "
         "medians; `spread` is max/min over the repeats.",
@@ -430,7 +461,7 @@ def report(results: dict[str, Any]) -> str:
         "### 2. Monte Carlo vs the naive script",
         "",
         "Naive: the same `draw` and `g`, then `X.T @ np.diag(g) @ X / n` and `np.linalg.eigh` (all "
-        "eigenvectors); both sides include the draw. Target later: naive / sample ≥ 3.5 at p = 2000. "
+        f"eigenvectors); both sides include the draw; {results['naive_repeats']} repeats. Target later: naive / sample ≥ 3.5 at p = 2000. "
         "`agreement`: max |λ_sample − λ_naive| / max |λ|.",
         "",
         "| c | p | n | naive (s) | sample (s) | naive / sample | spread naive, sample | agreement |",
@@ -551,18 +582,25 @@ def main() -> None:
         "load_start": load_average(),
         "repeats": repeats,
         "theory_repeats": theory_repeats,
+        "naive_repeats": naive_repeats,
     }
+    probes = results["probes"] = {}
+    probes["1"] = probe()
     print("1. Monte Carlo vs floor", file=sys.stderr, flush=True)
     results["montecarlo"] = section_montecarlo(sizes, [0.5, 2.0], repeats)
     idle(pause)
+    probes["2"] = probe()
     print("2. Monte Carlo vs naive", file=sys.stderr, flush=True)
     results["naive"] = section_naive(naive_sizes, 0.5, naive_repeats)
     idle(pause)
+    probes["3"] = probe()
     print("3. theory (child process, one thread)", file=sys.stderr, flush=True)
     results["theory"] = run_theory_child(theory_repeats)
     idle(pause)
+    probes["4"] = probe()
     print("4. memory", file=sys.stderr, flush=True)
     results["memory"] = section_memory(max(sizes), [0.5, 2.0])
+    probes["end"] = probe()
     results["load_end"] = load_average()
     results["wall_s"] = time.perf_counter() - start
 

@@ -238,7 +238,7 @@ class LabelTransform:
         """Return ``T(y)``; ``c = p/n`` enters the optimal transform."""
         if self.name == "raw":
             return y
-        if self.name == "trim":
+        if self.name == "trim" and self.threshold is not None:
             return np.clip(y, -self.threshold, self.threshold)
         # Mondelli–Montanari / Luo–Alghamdi–Lu optimal preprocessing for real phase retrieval.
         y_plus = np.maximum(y, 0.0)

@@ -239,12 +239,12 @@ class Scenario:
             return share[:, None] * direction[None, :]
 
         w_star = place(self.w_star["norm"], 0.0, self.w_star["spread"])
-        if self.w == "w_star":
-            w = w_star.copy()
-        elif self.w == "zero":
-            w = np.zeros_like(w_star)
-        else:
+        if isinstance(self.w, Mapping):
             w = place(self.w["norm"], self.w["angle"], self.w["spread"])
+        elif self.w == "w_star":
+            w = w_star.copy()
+        else:
+            w = np.zeros_like(w_star)
         mu = place(self.mu["norm"], self.mu["angle"], self.mu["spread"])
         for vector in (mu, w_star, w):
             vector.flags.writeable = False

@@ -18,7 +18,7 @@ Edges are where the real solution branches: ``Φ = 0`` and ``∂Φ/∂δ = 0`` w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -110,6 +110,7 @@ class BulkEquation:
     weight: np.ndarray
     width: np.ndarray
     atom_zero: float
+    _poles: np.ndarray = field(init=False, repr=False)
 
     @property
     def hard_edge(self) -> bool:

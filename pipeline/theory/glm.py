@@ -10,6 +10,7 @@ evaluations each, use the full quadrature.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -197,33 +198,35 @@ def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
     if support.cut_right:
         edges[-1, 1] = np.inf
     cumulative = cumulative_mass(x, density)
-    common = {
-        "x": x,
-        "density": density,
-        "atom_zero": atom_zero,
-        "edges": edges,
-        "negative_fraction": float(np.interp(0.0, x, cumulative, left=0.0, right=cumulative[-1])),
-        "mass": float(cumulative[-1]) + atom_zero,
-        "converged": converged,
-        "residual": residual,
-    }
+    bulk_only = TheoryResult(
+        x=x,
+        density=density,
+        atom_zero=atom_zero,
+        edges=edges,
+        spikes=np.empty(0),
+        spike_align={name: np.empty(0) for name in TARGETS},
+        spikes_defined=False,
+        negative_fraction=float(np.interp(0.0, x, cumulative, left=0.0, right=cumulative[-1])),
+        mass=float(cumulative[-1]) + atom_zero,
+        converged=converged,
+        residual=residual,
+        note=_UNBOUNDED_NOTE,
+    )
     if not scenario.curvature_bounded:
-        empty = {name: np.empty(0) for name in TARGETS}
-        return TheoryResult(
-            spikes=np.empty(0), spike_align=empty, spikes_defined=False, note=_UNBOUNDED_NOTE, **common
-        )
+        return bulk_only
     # No eigenvalue of H lies beyond max|g| ‖X‖²/n, with ‖X‖/√n ≤ √t_max (1 + √c) + ‖μ‖.
     mu_norm = float(np.linalg.norm(geo.vectors["mu"]))
     reach = (math.sqrt(t.max()) * (1.0 + math.sqrt(c)) + mu_norm) ** 2 * _SPIKE_MARGIN
     bounds = (min(float(law.g.min()), 0.0) * reach, max(float(law.g.max()), 0.0) * reach)
-    targets = {
+    targets: dict[str, np.ndarray | None] = {
         name: (vector / np.linalg.norm(vector) if np.any(vector) else None)
         for name, vector in geo.vectors.items()
     }
     spikes = find_spikes(geo, law, fine, coarse, support.intervals, bounds, scale, targets)
-    return TheoryResult(
+    return dataclasses.replace(
+        bulk_only,
         spikes=np.array([spike.location for spike in spikes]),
         spike_align={name: np.array([spike.align[name] for spike in spikes]) for name in TARGETS},
         spikes_defined=True,
-        **common,
+        note="",
     )

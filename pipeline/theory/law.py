@@ -125,7 +125,7 @@ class CurvatureLaw:
         """The ``level`` quantile of ``g``."""
         order = np.argsort(self.g)
         cumulative = np.cumsum(self.weight[order])
-        index = min(np.searchsorted(cumulative, level), len(order) - 1)
+        index = min(int(np.searchsorted(cumulative, level)), len(order) - 1)
         return float(self.g[order][index])
 
     def compressed(self, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

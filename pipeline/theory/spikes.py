@@ -211,7 +211,7 @@ def find_spikes(
     intervals: list[tuple[float, float]],
     bounds: tuple[float, float],
     scale: float,
-    targets: dict[str, np.ndarray],
+    targets: dict[str, np.ndarray | None],
 ) -> list[Spike]:
     """All isolated eigenvalues in the gaps of the support, with their alignments.
 
