@@ -47,9 +47,7 @@ SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_N
 
 # Section 3: the scenarios timed through pipeline.theory.solve.
 THEORY_SCENARIOS: dict[str, Callable[[], Scenario]] = {
-    "Marchenko–Pastur (c = 0.5)": lambda: Scenario(
-        0.5, model="linear", loss="square", w_star={"norm": 0.0}
-    ),
+    "Marchenko–Pastur (c = 0.5)": lambda: Scenario(0.5, model="linear", loss="square", w_star={"norm": 0.0}),
     "logistic / logistic (c = 0.5)": lambda: Scenario(0.5),
     "logistic / exponential (c = 0.5)": lambda: Scenario(0.5, loss="exponential"),
     "phase retrieval (c = 800/6000)": lambda: Scenario(
@@ -67,9 +65,7 @@ THEORY_SCENARIOS: dict[str, Callable[[], Scenario]] = {
         cov={"eigenvalues": [1, 4], "weights": [0.5, 0.5]},
     ),
     "Corollary 2 (c = 0.1)": lambda: Scenario(0.1, w_star={"norm": 0.0}, w={"norm": 2.0}),
-    "spikes from μ and w (c = 0.1)": lambda: Scenario(
-        0.1, w={"norm": 3.0}, mu={"norm": 2.0, "angle": 90}
-    ),
+    "spikes from μ and w (c = 0.1)": lambda: Scenario(0.1, w={"norm": 3.0}, mu={"norm": 2.0, "angle": 90}),
 }
 
 # The floor of the theory: plain damped fixed-point iteration of the Marchenko–Pastur δ(z).
@@ -101,39 +97,77 @@ def interleaved(calls: dict[str, Callable[[int], Any]], repeats: int) -> dict[st
     return times
 
 
+def paired(numerator: list[float], denominator: list[float]) -> float:
+    """Median of the ratios of the interleaved pairs: robust to slow drifts of the machine's speed."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
+
+
 def spread(values: list[float]) -> float:
     """max/min of the repeats: how noisy the machine was."""
     return max(values) / min(values)
 
 
-def idle(seconds: float) -> None:
-    """Let the (throttled) machine cool down between sections."""
-    gc.collect()
-    time.sleep(seconds)
+# Another process busier than this (in cores, averaged over a 1 s window) makes the machine "busy".
+QUIET_CORES = 0.2
 
 
-def probe() -> dict[str, float]:
-    """The machine's state now: milliseconds of a fixed 400 × 400 dgemm (median of 7), CPU steal.
+def cpu_counters() -> dict[str, float]:
+    """Wall clock, CPU time of the whole machine and of this process (children included), steal.
 
-    Printed at the start of every section: a probe much slower than in other sections, or steal
-    time growing, means the host throttled this machine during the run.
+    From ``/proc/stat``: busy = user + nice + system + irq + softirq; steal is time the hypervisor
+    gave to someone else.  NaN where ``/proc/stat`` is unavailable.
     """
+    own = os.times()
+    counters = {
+        "wall": time.perf_counter(),
+        "own": own.user + own.system + own.children_user + own.children_system,
+        "busy": float("nan"),
+        "steal": float("nan"),
+    }
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return counters
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    counters["busy"] = (user + nice + system + irq + softirq) / tick
+    counters["steal"] = steal / tick
+    return counters
+
+
+def foreign_cores(before: dict[str, float], after: dict[str, float]) -> float:
+    """Average number of cores other processes kept busy between two counters."""
+    wall = after["wall"] - before["wall"]
+    return ((after["busy"] - before["busy"]) - (after["own"] - before["own"])) / wall
+
+
+def settle(minimum: float, maximum: float) -> dict[str, float]:
+    """Idle at least ``minimum`` seconds, then until no other process is busy (at most ``maximum``).
+
+    The machine has 2 cores and OpenBLAS threads spin-wait: another busy process (a test run)
+    slows a 2-thread BLAS call by 10-30x, far more than it slows a 1-thread call.
+    """
+    gc.collect()
+    start = time.perf_counter()
+    time.sleep(minimum)
+    while True:
+        before = cpu_counters()
+        time.sleep(1.0)
+        load = foreign_cores(before, cpu_counters())
+        waited = time.perf_counter() - start
+        if not load > QUIET_CORES or waited >= maximum:  # NaN (no /proc/stat) counts as quiet
+            return {"waited_s": waited, "load_at_start": load}
+
+
+def dgemm_ms() -> float:
+    """Milliseconds of a fixed 400 × 400 ``dgemm`` (median of 7): the machine's speed right now."""
     a = np.random.default_rng(0).standard_normal((400, 400))
     times = []
     for _ in range(7):
         start = time.perf_counter()
         blas.dgemm(1.0, a, a)
         times.append(time.perf_counter() - start)
-    return {"dgemm_ms": 1e3 * statistics.median(times), "steal_s": steal_seconds()}
-
-
-def steal_seconds() -> float:
-    """Cumulative CPU time stolen by the hypervisor (``/proc/stat``), NaN where unavailable."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
+    return 1e3 * statistics.median(times)
 
 
 def seed_of(repeat: int) -> tuple[int, int]:
@@ -177,9 +211,14 @@ def section_montecarlo(sizes: list[int], ratios: list[float], repeats: int) -> l
                 "floor_spread": spread(times["floor"]),
             }
             row["ratio"] = row["sample_s"] / row["floor_s"]
+            row["paired"] = paired(times["sample"], times["floor"])
             rows.append(row)
-            print(f"  mc c={c:g} p={p}: sample {row['sample_s']:.3f}s floor {row['floor_s']:.3f}s "
-                  f"ratio {row['ratio']:.2f}", file=sys.stderr, flush=True)
+            print(
+                f"  mc c={c:g} p={p}: sample {row['sample_s']:.3f}s floor {row['floor_s']:.3f}s "
+                f"ratio {row['ratio']:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 
@@ -222,9 +261,14 @@ def section_naive(sizes: list[int], c: float, repeats: int) -> list[dict[str, An
             "agreement": agreement,
         }
         row["ratio"] = row["naive_s"] / row["sample_s"]
+        row["paired"] = paired(times["naive"], times["sample"])
         rows.append(row)
-        print(f"  naive p={p}: naive {row['naive_s']:.3f}s sample {row['sample_s']:.3f}s "
-              f"ratio {row['ratio']:.2f}", file=sys.stderr, flush=True)
+        print(
+            f"  naive p={p}: naive {row['naive_s']:.3f}s sample {row['sample_s']:.3f}s "
+            f"ratio {row['ratio']:.2f}",
+            file=sys.stderr,
+            flush=True,
+        )
     return rows
 
 
@@ -289,7 +333,9 @@ def section_theory(repeats: int) -> dict[str, Any]:
         except Exception as error:  # a broken scenario is a result to report, not a crash
             outcome["error"] = f"{type(error).__name__}: {error}"
         rows.append(outcome)
-        print(f"  theory {label}: {outcome.get('seconds', outcome.get('error'))}", file=sys.stderr, flush=True)
+        print(
+            f"  theory {label}: {outcome.get('seconds', outcome.get('error'))}", file=sys.stderr, flush=True
+        )
 
     # The floor: the same 400 abscissae as solve's Marchenko–Pastur grid, η = 1e-6 × scale.
     scenario = THEORY_SCENARIOS["Marchenko–Pastur (c = 0.5)"]()
@@ -325,7 +371,14 @@ def section_theory(repeats: int) -> dict[str, Any]:
 
 def run_theory_child(repeats: int) -> dict[str, Any]:
     env = {**os.environ, **SINGLE_THREAD_ENV}
-    command = [sys.executable, str(Path(__file__).resolve()), "--section", "theory", "--repeats", str(repeats)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--section",
+        "theory",
+        "--repeats",
+        str(repeats),
+    ]
     completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False, cwd=ROOT)
     sys.stderr.write(completed.stderr)
     if completed.returncode != 0:
@@ -424,7 +477,6 @@ def command_line() -> str:
 
 
 def report(results: dict[str, Any]) -> str:
-    first = results["probes"]["1"]
     lines = [f"## {results['date']} — `{results['command']}`", ""]
     if results["quick"]:
         lines += ["Smoke run (`--quick`): small sizes, few repeats; not for comparison.", ""]
@@ -433,44 +485,56 @@ def report(results: dict[str, Any]) -> str:
     lines += [
         f"- load average (1, 5, 15 min) at start: {results['load_start']}; at end: {results['load_end']}",
         f"- wall time of the run: {results['wall_s']:.0f} s",
-        "- machine state at the start of each section (a 400 × 400 `dgemm`, median of 7, in ms; "
-        "CPU steal since the start of the run, in s): "
-        + "; ".join(
-            f"{name}: {value['dgemm_ms']:.2f} ms, {value['steal_s'] - first['steal_s']:.1f} s"
-            for name, value in results["probes"].items()
+        "",
+        "Machine state per section: idle before it (at least the `--idle` time, then until other "
+        f"processes used < {QUIET_CORES} core, at most `--max-wait`); speed of a fixed 400 × 400 `dgemm` "
+        "at its start; CPU that other processes used during it (average cores: a test run beside the "
+        "benchmark shows here); CPU time stolen by the hypervisor during it.",
+        "",
+        "| section | idle before (s) | dgemm (ms) | duration (s) | other processes (cores) | steal (s) |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {v['title']} | {v['waited_s']:.0f} | {v['dgemm_ms']:.2f} | {v['seconds']:.0f} | "
+            f"{v['foreign_cores']:.2f} | {v['steal_s']:.1f} |"
+            for v in results["state"].values()
         ),
         "",
         f"Repeats: {results['repeats']} interleaved (A, B, A, B, …) after one warm-up call each; "
-        "medians; `spread` is max/min over the repeats.",
+        "medians; the ratio (bold) is the ratio of the medians; `paired` is the median of the ratios of "
+        "the interleaved pairs (robust to drifts in the machine's speed); `spread` is max/min over the "
+        "repeats.",
         "",
         "### 1. Monte Carlo per trial: `sample` vs floor",
         "",
-        "Floor: `rng.standard_normal((n, p))` (PCG64) + `dsyrk` + `eigvalsh(driver='evd')` (eigenvalues only). "
+        "Floor: `rng.standard_normal((n, p))` (PCG64) + `dsyrk` + `eigvalsh(driver='evd')` "
+        "(eigenvalues only). "
         "Logistic model, logistic loss, default BLAS threads. Target later: ratio ≤ 1.15.",
         "",
-        "| c | p | n | sample (s) | floor (s) | sample / floor | spread sample, floor |",
-        "|---|---|---|---|---|---|---|",
+        "| c | p | n | sample (s) | floor (s) | sample / floor | paired | spread sample, floor |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results["montecarlo"]:
         lines.append(
             f"| {r['c']:g} | {r['p']} | {r['n']} | {r['sample_s']:.4f} | {r['floor_s']:.4f} | "
-            f"**{r['ratio']:.2f}** | {r['sample_spread']:.2f}, {r['floor_spread']:.2f} |"
+            f"**{r['ratio']:.2f}** | {r['paired']:.2f} | {r['sample_spread']:.2f}, {r['floor_spread']:.2f} |"
         )
     lines += [
         "",
         "### 2. Monte Carlo vs the naive script",
         "",
         "Naive: the same `draw` and `g`, then `X.T @ np.diag(g) @ X / n` and `np.linalg.eigh` (all "
-        f"eigenvectors); both sides include the draw; {results['naive_repeats']} repeats. Target later: naive / sample ≥ 3.5 at p = 2000. "
+        f"eigenvectors); both sides include the draw; {results['naive_repeats']} repeats. "
+        "Target later: naive / sample ≥ 3.5 at p = 2000. "
         "`agreement`: max |λ_sample − λ_naive| / max |λ|.",
         "",
-        "| c | p | n | naive (s) | sample (s) | naive / sample | spread naive, sample | agreement |",
-        "|---|---|---|---|---|---|---|---|",
+        "| c | p | n | naive (s) | sample (s) | naive / sample | paired | spread naive, sample | agreement |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["naive"]:
         lines.append(
             f"| {r['c']:g} | {r['p']} | {r['n']} | {r['naive_s']:.4f} | {r['sample_s']:.4f} | "
-            f"**{r['ratio']:.2f}** | {r['naive_spread']:.2f}, {r['sample_spread']:.2f} | {r['agreement']:.1e} |"
+            f"**{r['ratio']:.2f}** | {r['paired']:.2f} | {r['naive_spread']:.2f}, {r['sample_spread']:.2f} | "
+            f"{r['agreement']:.1e} |"
         )
     theory = results["theory"]
     lines += [
@@ -489,7 +553,8 @@ def report(results: dict[str, Any]) -> str:
             lines.append(f"| {r['label']} | error: {r['error']} | | | |")
         else:
             lines.append(
-                f"| {r['label']} | {r['seconds']:.4f} | {r['spread']:.2f} | {r['converged']} | {r['spikes']} |"
+                f"| {r['label']} | {r['seconds']:.4f} | {r['spread']:.2f} | {r['converged']} | "
+                f"{r['spikes']} |"
             )
     f = theory["floor"]
     lines += [
@@ -546,11 +611,20 @@ def load_average() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run with small sizes and few repeats")
     parser.add_argument("--write", action="store_true", help="record the run in bench/RESULTS.md")
     parser.add_argument("--repeats", type=int, help="repeats per measurement (default 7, quick 3)")
-    parser.add_argument("--idle", type=float, help="seconds of idle between sections (default 5, quick 0.5)")
+    parser.add_argument(
+        "--idle", type=float, help="least seconds of idle before a section (default 5, quick 0.5)"
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        help="most seconds to wait before a section for other processes to go quiet (default 60, quick 10)",
+    )
     parser.add_argument(
         "--section",
         choices=["all", "theory"],
@@ -569,7 +643,10 @@ def main() -> None:
     repeats = args.repeats or (3 if quick else 7)
     theory_repeats = args.repeats or (2 if quick else 5)
     naive_repeats = min(repeats, 3 if quick else 5)
-    pause = args.idle if args.idle is not None else (0.5 if quick else 5.0)
+    pause = (
+        args.idle if args.idle is not None else (0.5 if quick else 5.0),
+        args.max_wait if args.max_wait is not None else (10.0 if quick else 60.0),
+    )
     sizes = [100, 200, 400] if quick else [500, 1000, 2000]
     naive_sizes = [200, 400] if quick else [1000, 2000]
 
@@ -584,30 +661,38 @@ def main() -> None:
         "theory_repeats": theory_repeats,
         "naive_repeats": naive_repeats,
     }
-    probes = results["probes"] = {}
-    probes["1"] = probe()
-    print("1. Monte Carlo vs floor", file=sys.stderr, flush=True)
-    results["montecarlo"] = section_montecarlo(sizes, [0.5, 2.0], repeats)
-    idle(pause)
-    probes["2"] = probe()
-    print("2. Monte Carlo vs naive", file=sys.stderr, flush=True)
-    results["naive"] = section_naive(naive_sizes, 0.5, naive_repeats)
-    idle(pause)
-    probes["3"] = probe()
-    print("3. theory (child process, one thread)", file=sys.stderr, flush=True)
-    results["theory"] = run_theory_child(theory_repeats)
-    idle(pause)
-    probes["4"] = probe()
-    print("4. memory", file=sys.stderr, flush=True)
-    results["memory"] = section_memory(max(sizes), [0.5, 2.0])
-    probes["end"] = probe()
+    results["state"] = {}
+
+    def section(key: str, title: str, run: Callable[[], Any]) -> Any:
+        state = settle(*pause)
+        state["dgemm_ms"] = dgemm_ms()
+        print(f"{title} (waited {state['waited_s']:.0f} s for a quiet machine)", file=sys.stderr, flush=True)
+        before = cpu_counters()
+        out = run()
+        after = cpu_counters()
+        state["seconds"] = after["wall"] - before["wall"]
+        state["foreign_cores"] = foreign_cores(before, after)
+        state["steal_s"] = after["steal"] - before["steal"]
+        results["state"][key] = {"title": title, **state}
+        return out
+
+    results["montecarlo"] = section(
+        "1", "1. Monte Carlo vs floor", lambda: section_montecarlo(sizes, [0.5, 2.0], repeats)
+    )
+    results["naive"] = section(
+        "2", "2. Monte Carlo vs naive", lambda: section_naive(naive_sizes, 0.5, naive_repeats)
+    )
+    results["theory"] = section(
+        "3", "3. theory (child process, one thread)", lambda: run_theory_child(theory_repeats)
+    )
+    results["memory"] = section("4", "4. memory", lambda: section_memory(max(sizes), [0.5, 2.0]))
     results["load_end"] = load_average()
     results["wall_s"] = time.perf_counter() - start
 
-    section = report(results)
-    print(section)
+    text = report(results)
+    print(text)
     if args.write:
-        write_results(section, section.splitlines()[0])
+        write_results(text, text.splitlines()[0])
         print(f"written to {RESULTS.relative_to(ROOT)}", file=sys.stderr)
 
 

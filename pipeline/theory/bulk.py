@@ -29,31 +29,42 @@ __all__ = ["BulkEquation", "Support", "cumulative_mass", "density_grid", "locate
 _ETA_FINAL = 1e-10
 _ETA_START = 10.0
 _ETA_RATIO = 10.0
+_ETA_RATIO_FINE = 2.0
 # Step size relative to |δ| at which Newton stops: the iterate is then accurate to ~1e-16.
 _NEWTON_TOLERANCE = 1e-8
 _LADDER_TOLERANCE = 1e-3
 _NEWTON_STEPS = 30
 _RESIDUAL_TOLERANCE = 1e-14
-# In the support Im δ barely moves when η is divided by _ETA_RATIO = 10; outside it is divided
+# In the support Im δ barely moves when η is divided by _PROBE_RATIO = 10; outside it is divided
 # by 10.  The geometric mean √10 separates the two.
-_STEADY_RATIO = np.sqrt(_ETA_RATIO)
+_PROBE_RATIO = 10.0
+_STEADY_RATIO = np.sqrt(_PROBE_RATIO)
 # An edge found within this distance (relative to the spectral scale) of a hard edge at 0 is it.
 _HARD_EDGE_SNAP = 1e-2
 _SEARCH_POINTS = 31
+# Largest relative change of δ between two coarse points for an interpolated Newton start.
+_SMOOTH_VARIATION = 0.1
 _SEARCH_ROUNDS = 4
 _EDGE_TOLERANCE = 1e-13
 _EDGE_STEPS = 60
 
 
+# Below this |η| the series of C(η) converges to rounding in _SERIES_TERMS terms
+# (remainder |η|^(2·_SERIES_TERMS) ≤ 1e-14); above it, the closed form through atanh.
+_SERIES_RADIUS = 0.1
+_SERIES_TERMS = 7
+
+
 def _atanh_ratio_excess(eta: np.ndarray) -> np.ndarray:
-    """``(atanh(η)/η − 1)/η² = Σ_k η^{2k}/(2k + 3)``, without cancellation near 0."""
-    # |η| < 0.1: nine terms leave a remainder below 0.01⁹.  Most pieces are far from the pole
-    # -1/δ and take this branch; the costly complex atanh runs on the others only.
+    """``C(η) = (atanh(η)/η − 1)/η² = Σ_k η^{2k}/(2k + 3)``, without cancellation near 0."""
+    # Most pieces are far from the pole -1/δ and take the series; the costly complex atanh runs
+    # on the others only.
     eta2 = eta * eta
-    result = np.zeros_like(eta)
-    for k in range(8, -1, -1):
-        result = result * eta2 + 1.0 / (2 * k + 3)
-    large = np.abs(eta2) >= 0.01
+    result = np.full_like(eta, 1.0 / (2 * _SERIES_TERMS + 1))
+    for k in range(_SERIES_TERMS - 2, -1, -1):
+        result *= eta2
+        result += 1.0 / (2 * k + 3)
+    large = np.abs(eta2) >= _SERIES_RADIUS**2
     if large.any():
         near = eta[large]
         result[large] = (np.arctanh(near) / near - 1.0) / (near * near)
@@ -76,11 +87,15 @@ def _piece_moments(
     meets the negative real axis.
     """
     d = delta[..., None]
-    s = 1.0 + centre * d
-    eta = d * width / (2.0 * s)
+    inverse_s = 1.0 / (1.0 + centre * d)
+    half_over_s = (0.5 * width) * inverse_s  # w/(2s)
+    eta = d * half_over_s
     c_eta = _atanh_ratio_excess(eta)
-    first = centre / s - width / (2.0 * s**2) * eta * c_eta
-    second = centre**2 / s**2 + width**2 / (4.0 * s**2) * (1.0 / (s**2 * (1.0 - eta**2)) - 2.0 * c_eta / s)
+    m_over_s = centre * inverse_s
+    first = m_over_s - half_over_s * inverse_s * eta * c_eta
+    second = m_over_s * m_over_s + half_over_s * half_over_s * (
+        inverse_s * inverse_s / (1.0 - eta * eta) - 2.0 * c_eta * inverse_s
+    )
     return [first @ weight, second @ weight]
 
 
@@ -209,7 +224,18 @@ class BulkEquation:
         return delta, ~active & np.isfinite(delta)
 
     def solve(self, x: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-        """``δ(x + iη)`` at ``η = _ETA_FINAL × scale`` by continuation in ``η``."""
+        """``δ(x + iη)`` at ``η = _ETA_FINAL × scale`` by continuation in ``η``.
+
+        Steps of ``_ETA_RATIO``; points where that fails (next to a hard edge, where δ grows
+        like ``|x|^{-1/2}``) are solved again with the finer ratio ``_ETA_RATIO_FINE``.
+        """
+        delta, converged = self._continue(x, scale, _ETA_RATIO)
+        failed = ~converged
+        if failed.any():
+            delta[failed], converged[failed] = self._continue(x[failed], scale, _ETA_RATIO_FINE)
+        return delta, converged
+
+    def _continue(self, x: np.ndarray, scale: float, ratio: float) -> tuple[np.ndarray, np.ndarray]:
         eta = _ETA_START * scale
         z = x + 1j * eta
         f_mean = float(self.g @ self.weight)
@@ -217,7 +243,7 @@ class BulkEquation:
         while eta > _ETA_FINAL * scale * 1.0000001:
             # Intermediate levels only provide starting points for the next one.
             delta, _ = self.newton(delta, x + 1j * eta, _LADDER_TOLERANCE)
-            eta = max(eta / _ETA_RATIO, _ETA_FINAL * scale)
+            eta = max(eta / ratio, _ETA_FINAL * scale)
         return self.newton(delta, x + 1j * eta)
 
     def eta(self, scale: float) -> float:
@@ -297,6 +323,27 @@ class Support:
     density: np.ndarray
     inside: np.ndarray
 
+    def solve_near(
+        self, equation: BulkEquation, points: np.ndarray, scale: float, *, inside: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``δ(x + iη)`` at ``points`` that lie inside (or outside) the support.
+
+        Newton's method from the interpolated coarse solution where that start is safe, the full
+        continuation in η elsewhere and wherever Newton fails or lands on the wrong side of the
+        support (no density inside, or a complex δ outside).
+        """
+        z = points + 1j * equation.eta(scale)
+        guess, safe = _interpolate_start(self, points)
+        delta, converged = equation.newton(guess, z)
+        if inside:
+            wrong = equation.density(delta, z) <= 0
+        else:
+            wrong = ~equation.outside_poles(delta.real)
+        retry = ~safe | ~converged | wrong
+        if retry.any():
+            delta[retry], converged[retry] = equation.solve(points[retry], scale)
+        return delta, converged
+
 
 def _inside(equation: BulkEquation, x: np.ndarray, delta: np.ndarray, scale: float) -> np.ndarray:
     """Whether each ``x`` (with ``δ(x + iη)`` given) is in the support.
@@ -309,9 +356,33 @@ def _inside(equation: BulkEquation, x: np.ndarray, delta: np.ndarray, scale: flo
     the hull of the poles ``-1/g`` also marks the support: outside it, ``1 + gδ`` keeps its sign.
     """
     eta = equation.eta(scale)
-    smaller, _ = equation.newton(delta, x + 1j * eta / _ETA_RATIO)
+    smaller, _ = equation.newton(delta, x + 1j * eta / _PROBE_RATIO)
     steady = delta.imag < _STEADY_RATIO * smaller.imag
     return steady | ~equation.outside_poles(delta.real)
+
+
+def _interpolate_start(support: Support, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The coarse solution interpolated at ``points``, and where that start is safe.
+
+    It is safe between two coarse points on the same side of the support test, with no edge
+    between them: there δ is smooth (analytic in a gap, smooth inside a bulk).  Next to an edge δ
+    varies like a square root, or faster at a hard edge, and Newton's method from an interpolated
+    start can land on a wrong root.
+    """
+    right = np.clip(np.searchsorted(support.x, points), 1, support.x.size - 1)
+    edges = np.array([v for interval in support.intervals for v in interval])
+    between = np.searchsorted(edges, support.x[right - 1]) == np.searchsorted(edges, support.x[right])
+    safe = (support.inside[right] == support.inside[right - 1]) & between
+    # And δ itself must vary little between the two: interpolation is then accurate to a small
+    # fraction of |δ|, well inside Newton's basin (not so where δ ~ |x|^{-1/2} at a hard edge).
+    left_delta, right_delta = support.delta[right - 1], support.delta[right]
+    variation = np.abs(right_delta - left_delta)
+    safe &= variation <= _SMOOTH_VARIATION * np.maximum(np.abs(left_delta), np.abs(right_delta))
+    safe &= (points >= support.x[0]) & (points <= support.x[-1])
+    guess = np.interp(points, support.x, support.delta.real) + 1j * np.interp(
+        points, support.x, support.delta.imag
+    )
+    return guess, safe
 
 
 def _search_edge(equation: BulkEquation, x_out: float, x_in: float, scale: float) -> float:
@@ -373,10 +444,12 @@ def locate_support(
         nearest = int(np.argmin(np.abs(edges))) if edges else None
         if nearest is not None and abs(edges[nearest]) < _HARD_EDGE_SNAP * scale:
             edges[nearest] = 0.0
+    # A grid that starts or ends inside the support was cut there (an unbounded side), or it
+    # starts just off 0 where H is semi-definite and the support reaches 0.
     if inside[0]:
-        edges.insert(0, x[0])
+        edges.insert(0, x[0] if x[0] < 0 else 0.0)
     if inside[-1]:
-        edges.append(x[-1])
+        edges.append(x[-1] if x[-1] > 0 else 0.0)
     intervals = [(edges[k], edges[k + 1]) for k in range(0, len(edges), 2)]
     cdf = _cumulative(x, density)
     masses = [float(np.interp(b, x, cdf) - np.interp(a, x, cdf)) for a, b in intervals]
@@ -391,15 +464,17 @@ def cumulative_mass(x: np.ndarray, density: np.ndarray) -> np.ndarray:
     """``∫_{x_0}^{x_i} density`` at every grid point, exact for power laws at the bulk ends.
 
     Interior panels use the trapezoidal rule.  A panel that ends at a zero of the density (a
-    bulk's edge) is integrated as ``ρ ∝ |x − e|^α`` with ``α`` fitted to the next two points:
+    bulk's edge) or where it is infinite (0 at the critical ratio) is integrated as
+    ``ρ ∝ |x − e|^α`` with ``α`` fitted to the next two points:
     ``α = 1/2`` at a square-root edge, ``-1/2`` at a hard edge, where the trapezoidal rule
     would make errors of order ``√(panel width)``.
     """
     panels = 0.5 * (density[1:] + density[:-1]) * np.diff(x)
+    singular = (density == 0.0) | np.isinf(density)
     n = x.size
     for i in range(n - 1):
         for edge, near, far in ((i, i + 1, i + 2), (i + 1, i, i - 1)):
-            if density[edge] != 0.0 or density[near] <= 0.0 or not 0 <= far < n or density[far] <= 0.0:
+            if not singular[edge] or not 0 <= far < n or singular[near] or singular[far]:
                 continue
             d_near, d_far = abs(x[near] - x[edge]), abs(x[far] - x[edge])
             alpha = np.log(density[far] / density[near]) / np.log(d_far / d_near)
@@ -441,6 +516,20 @@ def _bulk_points(a: float, b: float, count: int, support: Support) -> np.ndarray
     return points
 
 
+def _allocate(points: int, masses: np.ndarray, minimum: int = 16) -> np.ndarray:
+    """Share ``points`` between bulks in proportion to their mass, at least ``minimum`` each."""
+    share = masses / max(float(masses.sum()), 1e-300)
+    counts = np.full(masses.size, minimum)
+    spare = points - minimum * masses.size
+    if spare < 0:
+        raise ValueError(f"{points} grid points cannot resolve {masses.size} bulks")
+    extra = spare * share
+    counts += np.floor(extra).astype(int)
+    order = np.argsort(-(extra - np.floor(extra)), kind="stable")
+    counts[order[: points - counts.sum()]] += 1
+    return counts
+
+
 def density_grid(
     equation: BulkEquation, support: Support, scale: float, points: int
 ) -> tuple[np.ndarray, np.ndarray, bool, float]:
@@ -448,47 +537,33 @@ def density_grid(
 
     Returns ``(x, density, converged, residual)``: ``residual`` is the largest ``|Φ|/|δ|`` over
     the grid.  Points are shared between bulks in proportion to their mass (at least 16 each); the
-    ends of each bulk are grid points where the density is set to exactly 0 (unless cut).
+    ends of each bulk are grid points where the density is set to exactly 0, and a point where it
+    diverges inside a bulk (0 at the critical ratio) is a grid point where it is ``+inf``.
     """
-    intervals = support.intervals
-    share = np.asarray(support.masses) / max(sum(support.masses), 1e-300)
-    minimum = 16
-    counts = np.full(len(intervals), minimum)
-    spare = points - minimum * len(intervals)
-    if spare < 0:
-        raise ValueError(f"{points} grid points cannot resolve {len(intervals)} bulks")
-    extra = spare * share
-    counts += np.floor(extra).astype(int)
-    order = np.argsort(-(extra - np.floor(extra)), kind="stable")
-    counts[order[: points - counts.sum()]] += 1
-    x = np.concatenate([_bulk_points(a, b, n, support) for (a, b), n in zip(intervals, counts, strict=True)])
+    # At the critical ratio c P(g ≠ 0) = 1 the density diverges at 0.  Where 0 is inside a bulk,
+    # the bulk is gridded as two pieces meeting there, so that 0 is an end point (where the
+    # density is set to +inf) and the panels next to it are integrated as power laws.
+    pieces: list[tuple[float, float]] = []
+    for a, b in support.intervals:
+        pieces += [(a, 0.0), (0.0, b)] if equation.hard_edge and a < 0.0 < b else [(a, b)]
+    cdf = _cumulative(support.x, support.density)
+    masses = np.array([np.interp(b, support.x, cdf) - np.interp(a, support.x, cdf) for a, b in pieces])
+    shared = len(pieces) - len(support.intervals)
+    counts = _allocate(points + shared, masses)
+    x = np.concatenate([_bulk_points(a, b, n, support) for (a, b), n in zip(pieces, counts, strict=True)])
     ends = np.cumsum(counts)
     interior = np.ones(x.size, dtype=bool)
     interior[ends - counts] = interior[ends - 1] = False
-    # Newton from the coarse solution, interpolated, where δ is smooth: between two coarse
-    # points inside one bulk.  Next to an edge δ varies like a square root (or faster, at a hard
-    # edge) and the interpolated start can lead Newton to a wrong root: there, the full
-    # continuation in η.
+    # The split point 0 appears twice; keep one.
+    duplicate = np.flatnonzero(np.diff(x) == 0.0)
+    x, interior = np.delete(x, duplicate), np.delete(interior, duplicate)
     points_inside = x[interior]
     z = points_inside + 1j * equation.eta(scale)
-    right = np.clip(np.searchsorted(support.x, points_inside), 1, support.x.size - 1)
-    bulk_start = np.repeat([a for a, _ in intervals], counts)[interior]
-    bulk_end = np.repeat([b for _, b in intervals], counts)[interior]
-    smooth = (
-        support.inside[right]
-        & support.inside[right - 1]
-        & (support.x[right - 1] >= bulk_start)
-        & (support.x[right] <= bulk_end)
-    )
-    guess = np.interp(points_inside, support.x, support.delta.real) + 1j * np.interp(
-        points_inside, support.x, support.delta.imag
-    )
-    delta, converged = equation.newton(guess, z)
-    retry = ~smooth | ~converged | (equation.density(delta, z) <= 0)
-    if retry.any():
-        delta[retry], converged[retry] = equation.solve(points_inside[retry], scale)
+    delta, converged = support.solve_near(equation, points_inside, scale, inside=True)
     density = np.zeros(x.size)
     density[interior] = equation.density(delta, z)
+    if shared:
+        density[x == 0.0] = np.inf
     phi, _ = equation.residual(delta, z)
     residual = float(np.max(np.abs(phi) / np.maximum(np.abs(delta), 1e-300), initial=0.0))
     return x, density, bool(converged.all()), residual

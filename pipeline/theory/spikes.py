@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
-from pipeline.theory.bulk import BulkEquation
+from pipeline.theory.bulk import BulkEquation, Support
 from pipeline.theory.law import CurvatureLaw, Geometry
 
 __all__ = ["Spike", "find_spikes"]
@@ -208,7 +208,7 @@ def find_spikes(
     law: CurvatureLaw,
     fine: BulkEquation,
     coarse: BulkEquation,
-    intervals: list[tuple[float, float]],
+    support: Support,
     bounds: tuple[float, float],
     scale: float,
     targets: dict[str, np.ndarray | None],
@@ -217,15 +217,15 @@ def find_spikes(
 
     Parameters
     ----------
-    intervals : list of (float, float)
-        The bulks, ascending.
+    support : Support
+        The bulks, ascending, and the coarse solution that gives starting points.
     bounds : (float, float)
         No eigenvalue lies outside: the ends of the outer gaps.
     targets : dict of str to numpy.ndarray
         Unit vectors in the reduced basis (``None`` entries are skipped and give NaN).
     """
     equation = _SpikeEquation(geo, law, fine)
-    ends = [bounds[0]] + [v for interval in intervals for v in interval] + [bounds[1]]
+    ends = [bounds[0]] + [v for interval in support.intervals for v in interval] + [bounds[1]]
     gaps = []
     for k in range(0, len(ends), 2):
         lo, hi = ends[k], ends[k + 1]
@@ -242,7 +242,7 @@ def find_spikes(
         # there (it differs from the full law's by the compression error).  Only if a bracket
         # does not survive the full law (a root within that error of an edge) is the whole gap
         # scanned again with the full law.
-        guess, converged = coarse.solve(lam, scale)
+        guess, converged = support.solve_near(coarse, lam, scale, inside=False)
         real = converged & (np.abs(guess.imag) <= _REAL_TOLERANCE * np.abs(guess))
         real &= fine.outside_poles(guess.real)
         delta = guess.real
