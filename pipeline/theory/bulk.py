@@ -44,7 +44,7 @@ _HARD_EDGE_SNAP = 1e-2
 _SEARCH_POINTS = 31
 # Largest relative change of δ between two coarse points for an interpolated Newton start.
 _SMOOTH_VARIATION = 0.1
-_SEARCH_ROUNDS = 4
+_SEARCH_ROUNDS = 3
 _EDGE_TOLERANCE = 1e-13
 _EDGE_STEPS = 60
 
