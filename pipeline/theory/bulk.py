@@ -47,6 +47,8 @@ _SMOOTH_VARIATION = 0.1
 _SEARCH_ROUNDS = 3
 _EDGE_TOLERANCE = 1e-13
 _EDGE_STEPS = 60
+# How far past the last grid point inside the support an edge may be found, in grid spacings.
+_EDGE_SLACK = 0.5
 
 
 # Below this |η| the series of C(η) converges to rounding in _SERIES_TERMS terms
@@ -276,7 +278,10 @@ class BulkEquation:
         the support lives between two), and within a grid spacing of the bracket.
         """
         width = abs(x_in - x_out)
-        lo, hi = min(x_in, x_out) - width, max(x_in, x_out) + width
+        # The edge is on the x_in side of x_out (the other edge of a narrow gap may be as close
+        # on the far side), and not much beyond x_in: the support test used a compressed law.
+        beyond = x_in + _EDGE_SLACK * (x_in - x_out)
+        lo, hi = min(x_out, beyond), max(x_out, beyond)
         point = np.array([float(delta_out), float(x_out)])
         if not self.outside_poles(np.array(point[0])):
             return None
@@ -288,20 +293,28 @@ class BulkEquation:
                 return None
             if not np.all(np.isfinite(step)):
                 return None
-            fraction = 1.0
-            for _ in range(40):
-                trial = point - fraction * step
-                if lo <= trial[1] <= hi and self.same_branch(np.array(point[0]), np.array(trial[0])):
-                    trial_values, trial_jacobian = self._edge_system(*trial)
-                    if np.linalg.norm(trial_values) < np.linalg.norm(values) or fraction < 1e-6:
-                        break
-                fraction *= 0.5
-            moved = abs(trial[1] - point[1])
-            point, values, jacobian = trial, trial_values, trial_jacobian
-            if not lo <= point[1] <= hi:
+            accepted = self._backtrack(point, step, values, lo, hi)
+            if accepted is None:
                 return None
+            moved = abs(accepted[0][1] - point[1])
+            point, values, jacobian = accepted
             if moved <= _EDGE_TOLERANCE * max(abs(point[1]), width):
                 return float(point[1])
+        return None
+
+    def _backtrack(
+        self, point: np.ndarray, step: np.ndarray, values: np.ndarray, lo: float, hi: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The longest fraction of a Newton step that stays in ``[lo, hi]`` and on the branch of
+        ``δ`` and lowers the residual (any fraction down to 1e-6 once in the domain)."""
+        fraction = 1.0
+        for _ in range(40):
+            trial = point - fraction * step
+            if lo <= trial[1] <= hi and self.same_branch(np.array(point[0]), np.array(trial[0])):
+                trial_values, trial_jacobian = self._edge_system(*trial)
+                if np.linalg.norm(trial_values) < np.linalg.norm(values) or fraction < 1e-6:
+                    return trial, trial_values, trial_jacobian
+            fraction *= 0.5
         return None
 
 
@@ -434,8 +447,7 @@ def locate_support(
     for i in changes:
         out_index, in_index = (i, i + 1) if inside[i + 1] else (i + 1, i)
         edge = fine.refine_edge(x[out_index], x[in_index], delta[out_index].real)
-        spacing = x[i + 1] - x[i]
-        if edge is None or not x[i] - spacing <= edge <= x[i + 1] + spacing:
+        if edge is None:
             edge = _search_edge(equation, x[out_index], x[in_index], scale)
         edges.append(edge)
     if equation.hard_edge:

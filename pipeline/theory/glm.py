@@ -24,6 +24,9 @@ from pipeline.theory.spikes import find_spikes
 __all__ = ["TheoryResult", "solve"]
 
 _DENSITY_PIECES = 128
+# The support search and the spike scan only classify points and bracket roots (edges and spikes
+# are then solved with the full law): a coarser compression is enough there.
+_SEARCH_PIECES = 48
 _COARSE_POINTS = 256
 # On an unbounded side the grid stops where ν has mass below this beyond: the eigenvalue mass
 # left out is of the same order (a large g_i makes one eigenvalue ≈ c t g_i).
@@ -183,6 +186,8 @@ def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
     atom_zero = max(0.0, 1.0 - (1.0 - law.zero_mass) / c)
     fine = BulkEquation(c, t, pi, law.g[nonzero], law.weight[nonzero], np.zeros(nonzero.sum()), atom_zero)
     centre, width, piece_mass = law.compressed(_DENSITY_PIECES)
+    dense = BulkEquation(c, t, pi, centre, piece_mass, width, atom_zero)
+    centre, width, piece_mass = law.compressed(_SEARCH_PIECES)
     coarse = BulkEquation(c, t, pi, centre, piece_mass, width, atom_zero)
 
     lower_bounded, upper_bounded = scenario.curvature_bounds
@@ -198,7 +203,7 @@ def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
         cut_left=not lower_bounded,
         cut_right=not upper_bounded,
     )
-    x, density, converged, residual = density_grid(coarse, support, scale, points)
+    x, density, converged, residual = density_grid(dense, support, scale, points)
     edges = np.array(support.intervals, dtype=float).reshape(-1, 2)
     if support.cut_left:
         edges[0, 0] = -np.inf
