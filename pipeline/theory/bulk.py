@@ -320,14 +320,13 @@ class BulkEquation:
 
 @dataclass(frozen=True)
 class Support:
-    """Bulks of the continuous part: ``intervals[k] = (a_k, b_k)`` with mass ``masses[k]``.
+    """Bulks of the continuous part: ``intervals[k] = (a_k, b_k)``, ascending.
 
     ``cut_left``/``cut_right`` say that the support is unbounded on that side: the outermost
     interval ends where the quadrature of ν (or the grid) ends, not at an edge of the limit.
     """
 
     intervals: list[tuple[float, float]]
-    masses: list[float]
     cut_left: bool
     cut_right: bool
     # The coarse solution, for initial guesses and the CDF used to place the final grid.
@@ -463,9 +462,7 @@ def locate_support(
     if inside[-1]:
         edges.append(x[-1] if x[-1] > 0 else 0.0)
     intervals = [(edges[k], edges[k + 1]) for k in range(0, len(edges), 2)]
-    cdf = _cumulative(x, density)
-    masses = [float(np.interp(b, x, cdf) - np.interp(a, x, cdf)) for a, b in intervals]
-    return Support(intervals, masses, cut_left, cut_right, x, delta, density, inside)
+    return Support(intervals, cut_left, cut_right, x, delta, density, inside)
 
 
 def _cumulative(x: np.ndarray, density: np.ndarray) -> np.ndarray:
