@@ -7,8 +7,9 @@ The fixed-point equation of ``shared/theory/glm.md`` (the paper's eq. 3), for ``
 
 It is solved by Newton's method in ``δ``, vectorised over ``z``, with continuation in ``Im z``: from
 ``Im z`` of the order of the spectral scale, where the solution is close to ``−c Σ π t / z``, down to
-``Im z = _ETA_FINAL × scale`` in steps of a factor ``_ETA_RATIO``.  Each Newton step is shortened
-until it keeps ``Im δ ≥ 0``, so the iteration stays on the physical (Stieltjes) branch.
+``Im z = _ETA_FINAL × scale`` in steps of a factor ``_ETA_RATIO``.  A Newton step that would leave
+the upper half-plane is cut back, so the iteration stays on the physical (Stieltjes) branch,
+where ``Im δ > 0``.
 
 Edges are where the real solution branches: ``Φ = 0`` and ``∂Φ/∂δ = 0`` with ``(δ, x)`` real, a
 2 × 2 Newton system started from the grid's estimate (for ``C = I`` this is the paper's
@@ -27,29 +28,35 @@ __all__ = ["BulkEquation", "Support", "cumulative_mass", "density_grid", "locate
 # Im z at which the density is read, relative to the spectral scale: Im δ(x + iη) − Im δ(x + i0)
 # is O(η/√distance-to-edge), so 1e-10 leaves the density exact to ~1e-7 at 1e-6 from an edge.
 _ETA_FINAL = 1e-10
+# The continuation starts where Im z dwarfs the spectrum (δ ≈ -c Σ π t / z there) and divides Im z
+# by _ETA_RATIO per level; points that fail are redone with the finer _ETA_RATIO_FINE.
 _ETA_START = 10.0
 _ETA_RATIO = 10.0
 _ETA_RATIO_FINE = 2.0
-# Step size relative to |δ| at which Newton stops: the iterate is then accurate to ~1e-16.
+# Newton stops when a step is below _NEWTON_TOLERANCE |δ| (quadratic convergence: the iterate is
+# then accurate to ~1e-16), or at a residual of rounding size.  Intermediate levels of the
+# continuation only give starting points and stop at _LADDER_TOLERANCE.
 _NEWTON_TOLERANCE = 1e-8
+_RESIDUAL_TOLERANCE = 1e-14
 _LADDER_TOLERANCE = 1e-3
 _NEWTON_STEPS = 30
-_RESIDUAL_TOLERANCE = 1e-14
 # In the support Im δ barely moves when η is divided by _PROBE_RATIO = 10; outside it is divided
 # by 10.  The geometric mean √10 separates the two.
 _PROBE_RATIO = 10.0
 _STEADY_RATIO = np.sqrt(_PROBE_RATIO)
 # An edge found within this distance (relative to the spectral scale) of a hard edge at 0 is it.
 _HARD_EDGE_SNAP = 1e-2
+# Where Newton's method on the edge equations fails, the edge is bracketed by _SEARCH_ROUNDS
+# rounds of _SEARCH_POINTS support tests: 32³ ≈ 3e4 times narrower than a grid spacing.
 _SEARCH_POINTS = 31
+_SEARCH_ROUNDS = 3
 # Largest relative change of δ between two coarse points for an interpolated Newton start.
 _SMOOTH_VARIATION = 0.1
-_SEARCH_ROUNDS = 3
+# Edge equations: step tolerance relative to the edge, iteration cap, and how far past the last
+# grid point inside the support an edge may be found, in grid spacings.
 _EDGE_TOLERANCE = 1e-13
 _EDGE_STEPS = 60
-# How far past the last grid point inside the support an edge may be found, in grid spacings.
 _EDGE_SLACK = 0.5
-
 
 # Below this |η| the series of C(η) converges to rounding in _SERIES_TERMS terms
 # (remainder |η|^(2·_SERIES_TERMS) ≤ 1e-14); above it, the closed form through atanh.
