@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["HessweepError", "ScenarioError"]
+__all__ = ["HessweepError", "ScenarioError", "SweepError"]
 
 
 class HessweepError(Exception):
@@ -24,3 +24,24 @@ class ScenarioError(HessweepError, ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}")
+
+
+class SweepError(HessweepError, ValueError):
+    """A sweep definition (the YAML file) is invalid.
+
+    Parameters
+    ----------
+    path : str
+        YAML path of the offending field, e.g. ``"grid.c[1]"`` or ``"fixed.cov.weights"``;
+        ``"<root>"`` for the document as a whole (bad encoding, YAML syntax, not a mapping).
+    reason : str
+        What is wrong with it, phrased to follow the path.
+    source : str or None, default None
+        Where the sweep came from (a file name), for the caller to show; not part of the message.
+    """
+
+    def __init__(self, path: str, reason: str, *, source: str | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.source = source
+        super().__init__(f"{path}: {reason}")

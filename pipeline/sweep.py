@@ -1,0 +1,795 @@
+"""Sweep definitions: YAML ⇒ validated :class:`SweepSpec` ⇒ grid points and seeds.
+
+A sweep file (``sweeps/NAME.yaml``, format in ``shared/DESIGN.md``) names a response model, the
+three grid axes ``c``, ``loss`` and ``signal``, the scenario scalar that the signal axis sets, the
+scenario fields held fixed, the Monte Carlo dimension ``p`` and the number of trials.  Everything is
+checked before anything runs: every error is a :class:`~pipeline.errors.SweepError` naming the YAML
+path of the field at fault, e.g. ``grid.c[1]: must be > 0``.
+
+Only plain YAML data is read (no tags that construct objects); duplicate keys are refused rather
+than silently overwritten.  This module knows nothing of Dask or Zarr.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from pipeline.errors import ScenarioError, SweepError
+from pipeline.scenario import Scenario
+
+__all__ = [
+    "MAX_CELLS",
+    "MAX_P",
+    "SIGNAL_TARGETS",
+    "Grid",
+    "MonteCarloOptions",
+    "SweepSpec",
+    "TheoryOptions",
+    "load_sweep",
+    "parse_sweep",
+]
+
+#: Scenario scalars that the signal axis can set, as ``vector.scalar``.
+SIGNAL_TARGETS = ("mu.norm", "w_star.norm", "w.norm", "mu.angle", "w.angle")
+
+# Sanity limits, not limits of the method: a sweep beyond them is almost surely a typo (an extra
+# zero in ``num`` or ``p``), and would only fail hours later for lack of memory or disk.
+#: Most cells ``c × loss × signal × trial`` (the size of the cube's ``done`` mask).
+MAX_CELLS = 10**6
+#: Largest Monte Carlo dimension: one dense ``p × p`` Hessian at 10⁵ is 80 GB.
+MAX_P = 100_000
+# Fewest points of the theory's density grid that resolve a bulk with one or two edges.
+_MIN_THEORY_POINTS = 32
+
+_ROOT = "<root>"
+_TOP_KEYS = ("name", "p", "trials", "seed", "model", "grid", "signal", "fixed", "montecarlo", "theory")
+_REQUIRED_KEYS = ("name", "p", "grid")
+_GRID_KEYS = ("c", "loss", "signal")
+_AXIS_KEYS = ("start", "stop", "num", "scale")
+_FIXED_KEYS = ("mu", "w_star", "w", "cov", "labels")
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+# A differing list longer than this is summarised in `differences` instead of printed whole.
+_SHOWN_VALUES = 8
+
+
+# ----------------------------------------------------------------------------------------------
+# The specification
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The three axes of a sweep, expanded to their values (in file order)."""
+
+    c: tuple[float, ...]
+    loss: tuple[str, ...]
+    signal: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class MonteCarloOptions:
+    """Monte Carlo settings: ``k`` extreme eigenvectors kept on each side of the spectrum."""
+
+    k: int = 2
+
+
+@dataclass(frozen=True)
+class TheoryOptions:
+    """Theory settings: ``points`` abscissae of the limiting density."""
+
+    points: int = 400
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep definition; build it with :func:`parse_sweep` or :func:`load_sweep`.
+
+    The constructor does not validate: a spec made by hand may describe impossible scenarios.
+    Two specs compare equal when their definitions are equal (:meth:`to_dict`), whatever the
+    formatting or comments of their YAML text.
+
+    Attributes
+    ----------
+    name : str
+        Letters, digits, ``-`` and ``_``: it names the store, ``results/<name>.zarr``.
+    p : int
+        Monte Carlo dimension, ``2 <= p <= MAX_P``; ``n = round(p / c)``.
+    trials : int
+        Monte Carlo draws per ``(c, signal)`` point, ``>= 1``.
+    seed : int
+        Root of every draw's seed, ``>= 0`` (see :meth:`seed_for`).
+    model : str or mapping
+        The response model, normalised as :class:`~pipeline.scenario.Scenario` stores it.
+    grid : Grid
+        The values of the ``c``, ``loss`` and ``signal`` axes.
+    signal_target : str
+        The scenario scalar that the signal axis sets, one of :data:`SIGNAL_TARGETS`.
+    fixed : mapping
+        The other scenario fields (``mu``, ``w_star``, ``w``, ``cov``, ``labels``), normalised
+        with their defaults filled in, minus the scalar that the signal axis sets.  Treat it
+        as read-only.
+    montecarlo : MonteCarloOptions
+    theory : TheoryOptions
+    source_text : str
+        The YAML text the spec was read from, kept for the cube's attributes.
+    """
+
+    name: str
+    p: int
+    trials: int
+    seed: int
+    model: str | Mapping[str, Any]
+    grid: Grid
+    signal_target: str = "mu.norm"
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    montecarlo: MonteCarloOptions = field(default_factory=MonteCarloOptions)
+    theory: TheoryOptions = field(default_factory=TheoryOptions)
+    source_text: str = field(default="", compare=False, repr=False)
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    # -- shape and iteration ------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(n_c, n_loss, n_signal, trials)``: the cube's cells."""
+        return len(self.grid.c), len(self.grid.loss), len(self.grid.signal), self.trials
+
+    def points(self) -> Iterator[tuple[int, int, int]]:
+        """Iterate over the theory points ``(i_c, i_loss, i_signal)``, last index fastest."""
+        n_c, n_loss, n_signal, _ = self.shape
+        return product(range(n_c), range(n_loss), range(n_signal))
+
+    def monte_carlo_tasks(self) -> Iterator[tuple[int, int, int]]:
+        """Iterate over the Monte Carlo draws ``(i_c, i_signal, trial)``, last index fastest.
+
+        One draw of ``X, y`` serves every loss of its point, so the loss is not an index here.
+        """
+        n_c, _, n_signal, trials = self.shape
+        return product(range(n_c), range(n_signal), range(trials))
+
+    def scenario(self, i_c: int, i_loss: int, i_signal: int) -> Scenario:
+        """The scenario of one grid point.
+
+        Parameters
+        ----------
+        i_c, i_loss, i_signal : int
+            Indices along the ``c``, ``loss`` and ``signal`` axes, from 0.
+
+        Returns
+        -------
+        Scenario
+            With ``c`` and ``loss`` from the grid, the signal value set into the field named
+            by :attr:`signal_target`, and the rest from :attr:`fixed`.
+
+        Raises
+        ------
+        IndexError
+            For an index outside its axis.
+        """
+        n_c, n_loss, n_signal, _ = self.shape
+        _check_index(i_c, n_c, "i_c")
+        _check_index(i_loss, n_loss, "i_loss")
+        _check_index(i_signal, n_signal, "i_signal")
+        fields = _set_signal(self.fixed, self.signal_target, self.grid.signal[i_signal])
+        return Scenario(self.grid.c[i_c], model=self.model, loss=self.grid.loss[i_loss], **fields)
+
+    def seed_for(self, i_c: int, i_signal: int, trial: int) -> tuple[int, int, int, int]:
+        """The seed of one Monte Carlo draw: ``(seed, i_c, i_signal, trial)``.
+
+        Pass it as the ``seed`` of :func:`pipeline.montecarlo.sample`.  It depends on grid indices
+        only, so a re-run, a resume or another number of workers draws the same numbers, and every
+        loss of a point sees the same ``X``.
+
+        Raises
+        ------
+        IndexError
+            For an index outside its axis.
+
+        Examples
+        --------
+        >>> spec = parse_sweep('''
+        ... name: demo
+        ... p: 50
+        ... seed: 7
+        ... trials: 3
+        ... grid: {c: [0.5, 1.0], loss: [logistic], signal: [0.0, 1.0]}
+        ... ''')
+        >>> spec.seed_for(1, 0, 2)
+        (7, 1, 0, 2)
+        """
+        n_c, _, n_signal, trials = self.shape
+        _check_index(i_c, n_c, "i_c")
+        _check_index(i_signal, n_signal, "i_signal")
+        _check_index(trial, trials, "trial")
+        return self.seed, int(i_c), int(i_signal), int(trial)
+
+    def work_estimate(self) -> dict[str, int]:
+        """A rough size of the sweep, for ``hessweep validate``.
+
+        Returns
+        -------
+        dict
+            ``points`` (grid points ``c × loss × signal``), ``theory_solves`` (one per point),
+            ``monte_carlo_draws`` (one per ``c × signal × trial``), ``losses_per_draw`` and
+            ``monte_carlo_flops``: per draw and loss, ``n p²`` for the rank-``n`` update
+            ``X D Xᵀ`` plus ``(4/3) p³`` for the tridiagonalisation, with ``n = round(p / c)``.
+
+        Examples
+        --------
+        >>> spec = parse_sweep('''
+        ... name: demo
+        ... p: 100
+        ... grid: {c: [1.0], loss: [logistic, exponential], signal: [0.0, 1.0]}
+        ... ''')
+        >>> spec.work_estimate()  # doctest: +NORMALIZE_WHITESPACE
+        {'points': 4, 'theory_solves': 4, 'monte_carlo_draws': 2, 'losses_per_draw': 2,
+         'monte_carlo_flops': 9333333}
+        """
+        n_c, n_loss, n_signal, trials = self.shape
+        p = self.p
+        per_loss = sum(round(p / c) * p**2 + 4 * p**3 / 3 for c in self.grid.c)
+        return {
+            "points": n_c * n_loss * n_signal,
+            "theory_solves": n_c * n_loss * n_signal,
+            "monte_carlo_draws": n_c * n_signal * trials,
+            "losses_per_draw": n_loss,
+            "monte_carlo_flops": round(per_loss * n_signal * trials * n_loss),
+        }
+
+    # -- comparison ----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The definition as plain Python data, in sweep-file form with every axis as a list.
+
+        Equal for two specs iff they define the same sweep; ``parse_sweep(yaml.safe_dump(d))``
+        gives the spec back.
+
+        Examples
+        --------
+        >>> spec = parse_sweep('''
+        ... name: demo
+        ... p: 50
+        ... grid: {c: [0.5], loss: [square], signal: {start: 0, stop: 1, num: 3}}
+        ... ''')
+        >>> spec.to_dict()["grid"]
+        {'c': [0.5], 'loss': ['square'], 'signal': [0.0, 0.5, 1.0]}
+        >>> parse_sweep(yaml.safe_dump(spec.to_dict())) == spec
+        True
+        """
+        return {
+            "name": self.name,
+            "p": self.p,
+            "trials": self.trials,
+            "seed": self.seed,
+            "model": copy.deepcopy(_plain(self.model)),
+            "grid": {
+                "c": list(self.grid.c),
+                "loss": list(self.grid.loss),
+                "signal": list(self.grid.signal),
+            },
+            "signal": self.signal_target,
+            "fixed": copy.deepcopy(_plain(self.fixed)),
+            "montecarlo": {"k": self.montecarlo.k},
+            "theory": {"points": self.theory.points},
+        }
+
+    def differences(self, other: SweepSpec) -> list[str]:
+        """What differs between two definitions, one ``"path: mine != theirs"`` line per field.
+
+        Examples
+        --------
+        >>> a = parse_sweep("name: a\\np: 400\\ngrid: {c: [0.5], loss: [logistic], signal: [1.0]}")
+        >>> b = parse_sweep("name: a\\np: 800\\ngrid: {c: [1.0], loss: [logistic], signal: [1.0]}")
+        >>> a.differences(b)
+        ['p: 400 != 800', 'grid.c: [0.5] != [1.0]']
+        >>> a.differences(a)
+        []
+        """
+        found: list[str] = []
+        _diff(self.to_dict(), other.to_dict(), _ROOT, found)
+        return found
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source_text: str | None = None) -> SweepSpec:
+        """Validate a sweep given as Python data (the parsed YAML document).
+
+        Parameters
+        ----------
+        data : mapping
+            The sweep, as in a sweep file.
+        source_text : str, optional
+            The text it came from; by default the YAML dump of the validated definition.
+
+        Raises
+        ------
+        SweepError
+            Naming the YAML path of the first field at fault.
+        """
+        spec = _validate(data)
+        text = yaml.safe_dump(spec.to_dict(), sort_keys=False) if source_text is None else source_text
+        return replace(spec, source_text=text)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------------
+
+
+def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
+    """Read and validate a sweep file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A UTF-8 YAML file.
+
+    Returns
+    -------
+    SweepSpec
+
+    Raises
+    ------
+    SweepError
+        For text that is not UTF-8, not YAML, or not a valid sweep; its ``source`` is ``path``.
+    OSError
+        If the file cannot be read.
+
+    See Also
+    --------
+    parse_sweep
+    """
+    raw = Path(path).read_bytes()
+    source = os.fspath(path)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        bad = raw[error.start]
+        reason = f"not UTF-8 text: byte 0x{bad:02x} at offset {error.start} cannot be decoded"
+        raise SweepError(_ROOT, reason, source=source) from None
+    return parse_sweep(text, source=source)
+
+
+def parse_sweep(text: str, *, source: str = "<string>") -> SweepSpec:
+    """Validate a sweep given as YAML text.
+
+    Parameters
+    ----------
+    text : str
+        The sweep, in the format of ``shared/DESIGN.md``.  Required keys: ``name``, ``p`` and
+        ``grid`` (with ``c``, ``loss`` and ``signal``).  Defaults: ``trials: 1``, ``seed: 0``,
+        ``model: logistic``, ``signal: mu.norm``, ``fixed: {}``, ``montecarlo: {k: 2}``,
+        ``theory: {points: 400}``.  An axis is a list or ``{start, stop, num, scale}`` with
+        ``scale`` ``linear`` (the default, :func:`numpy.linspace`) or ``log``
+        (:func:`numpy.geomspace`).
+    source : str, default ``"<string>"``
+        Where the text came from, stored in the ``source`` of any error.
+
+    Returns
+    -------
+    SweepSpec
+        With :attr:`SweepSpec.source_text` set to ``text``.
+
+    Raises
+    ------
+    SweepError
+        Naming the YAML path (``"<root>"`` for the document) and the reason.  Besides wrong
+        types, unknown keys and impossible values, the sanity limits :data:`MAX_CELLS` and
+        :data:`MAX_P` are enforced.  Every scenario of the grid must be valid: one is built for
+        each ``(c, loss)`` at the first and at the last signal value.
+
+    Examples
+    --------
+    >>> spec = parse_sweep('''
+    ... name: demo
+    ... p: 200
+    ... trials: 2
+    ... grid:
+    ...   c: {start: 0.25, stop: 1.0, num: 3, scale: log}
+    ...   loss: [logistic, exponential]
+    ...   signal: [0.0, 1.5]
+    ... fixed: {mu: {angle: 90}}
+    ... ''')
+    >>> spec.shape
+    (3, 2, 2, 2)
+    >>> spec.grid.c
+    (0.25, 0.5, 1.0)
+    >>> spec.scenario(1, 0, 1).mu
+    {'norm': 1.5, 'spread': False, 'angle': 90.0}
+    >>> parse_sweep("name: demo\\np: 1\\ngrid: {c: [1.0], loss: [square], signal: [0.0]}")
+    Traceback (most recent call last):
+    ...
+    pipeline.errors.SweepError: p: must be >= 2
+    """
+    try:
+        data = _safe_load(text)
+        return SweepSpec.from_dict(data, source_text=text)
+    except SweepError as error:
+        error.source = source
+        raise
+
+
+def _safe_load(text: str) -> Any:
+    """``yaml.safe_load``, refusing object tags, duplicate keys and recursive aliases by path."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _check_node(node, _ROOT, set(), set())
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = "; ".join(part for part in (error.context, error.problem) if part)
+        raise SweepError(_ROOT, f"invalid YAML{where}: {what}") from None
+    except yaml.reader.ReaderError as error:
+        where = f"character #x{error.character:04x} at offset {error.position}"
+        raise SweepError(_ROOT, f"invalid YAML: {where}: {error.reason}") from None
+    except yaml.YAMLError as error:
+        raise SweepError(_ROOT, f"invalid YAML: {error}") from None
+    except RecursionError:
+        raise SweepError(_ROOT, "the YAML is nested too deeply") from None
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _check_node(node: yaml.Node, path: str, ancestors: set[int], seen: set[int]) -> None:
+    """Walk the YAML node graph before construction; ``seen`` keeps aliases from being re-walked."""
+    if id(node) in ancestors:
+        raise SweepError(path, "recursive YAML alias")
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if node.tag not in yaml.SafeLoader.yaml_constructors:
+        raise SweepError(path, f"YAML tag {node.tag!r} is not allowed: a sweep holds plain data only")
+    ancestors = ancestors | {id(node)}
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_node(item, f"{path}[{i}]", ancestors, seen)
+    elif isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            if key.tag == _MERGE_TAG:
+                _check_node(value, path, ancestors, seen)
+                continue
+            _check_node(key, path, ancestors, seen)
+            child = _join(path, key.value if isinstance(key, yaml.ScalarNode) else "<key>")
+            if isinstance(key, yaml.ScalarNode):
+                line = key.start_mark.line + 1
+                if (key.tag, key.value) in lines:
+                    raise SweepError(child, f"duplicate key (lines {lines[key.tag, key.value]} and {line})")
+                lines[key.tag, key.value] = line
+            _check_node(value, child, ancestors, seen)
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+# ----------------------------------------------------------------------------------------------
+
+
+def _validate(data: Any) -> SweepSpec:
+    if data is None:
+        raise SweepError(_ROOT, "must be a mapping of sweep keys, not an empty document")
+    top = _mapping(data, _ROOT, _TOP_KEYS)
+    for key in _REQUIRED_KEYS:
+        if key not in top:
+            raise SweepError(key, "is required")
+
+    name = top["name"]
+    if not isinstance(name, str):
+        raise SweepError("name", f"must be a string, not {_type(name)}")
+    if not name:
+        raise SweepError("name", "must not be empty")
+    if not _NAME_PATTERN.fullmatch(name):
+        reason = f"must hold only letters, digits, '-' and '_' (it names the store), not {name!r}"
+        raise SweepError("name", reason)
+    p = _integer(top["p"], "p", minimum=2)
+    if p > MAX_P:
+        raise SweepError("p", f"must be <= {MAX_P} (a sanity limit: one dense p × p matrix is 8p² bytes)")
+    trials = _integer(top.get("trials", 1), "trials", minimum=1)
+    seed = _integer(top.get("seed", 0), "seed", minimum=0)
+    target = top.get("signal", "mu.norm")
+    if target not in SIGNAL_TARGETS:
+        hint = " (the signal values go under grid.signal)" if not isinstance(target, str) else ""
+        raise SweepError("signal", f"must be one of {', '.join(SIGNAL_TARGETS)}, not {target!r}{hint}")
+
+    grid = _grid(top["grid"])
+    cells = len(grid.c) * len(grid.loss) * len(grid.signal) * trials
+    if cells > MAX_CELLS:
+        raise SweepError(
+            "grid",
+            f"{len(grid.c)} c × {len(grid.loss)} loss × {len(grid.signal)} signal × {trials} trials "
+            f"= {cells} cells, more than the sanity limit of {MAX_CELLS}",
+        )
+    for i, c in enumerate(grid.c):
+        if round(p / c) < 1:
+            raise SweepError(f"grid.c[{i}]", f"p = {p} at c = {c:g} gives n = round(p/c) = 0 samples")
+
+    fixed = _fixed(top.get("fixed"), target, grid.signal)
+    montecarlo = MonteCarloOptions(**_options(top.get("montecarlo"), "montecarlo", {"k": 0}))
+    if montecarlo.k > p:
+        raise SweepError("montecarlo.k", f"must be <= p = {p}")
+    theory = TheoryOptions(**_options(top.get("theory"), "theory", {"points": _MIN_THEORY_POINTS}))
+
+    spec = SweepSpec(
+        name=name,
+        p=p,
+        trials=trials,
+        seed=seed,
+        model=top.get("model", "logistic"),
+        grid=grid,
+        signal_target=target,
+        fixed=fixed,
+        montecarlo=montecarlo,
+        theory=theory,
+    )
+    first = _check_scenarios(spec)
+    if "cov" in fixed:
+        try:
+            first.covariance.block_sizes(p)
+        except ValueError as error:
+            raise SweepError("fixed.cov.weights", str(error)) from None
+    return _normalised(spec, first)
+
+
+def _grid(value: Any) -> Grid:
+    grid = _mapping(value, "grid", _GRID_KEYS)
+    for key in _GRID_KEYS:
+        if key not in grid:
+            raise SweepError(f"grid.{key}", "is required")
+    c = _axis(grid["c"], "grid.c")
+    for i, value_c in enumerate(c):
+        if value_c <= 0:
+            raise SweepError(f"grid.c[{i}]", "must be > 0")
+    losses = grid["loss"]
+    if not isinstance(losses, (list, tuple)):
+        raise SweepError("grid.loss", f"must be a list of loss names, not {_type(losses)}")
+    if not losses:
+        raise SweepError("grid.loss", "must not be empty")
+    for i, loss in enumerate(losses):
+        if not isinstance(loss, str):
+            raise SweepError(f"grid.loss[{i}]", f"must be a loss name, not {_type(loss)}")
+    _unique(losses, "grid.loss")
+    return Grid(c=c, loss=tuple(losses), signal=_axis(grid["signal"], "grid.signal"))
+
+
+def _axis(value: Any, path: str) -> tuple[float, ...]:
+    """A numeric axis: a list of finite numbers, or ``{start, stop, num, scale}``."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise SweepError(path, "must not be empty")
+        if len(value) > MAX_CELLS:
+            raise SweepError(path, f"has more than {MAX_CELLS} values (a sanity limit)")
+        values = tuple(_finite(v, f"{path}[{i}]") for i, v in enumerate(value))
+    elif isinstance(value, Mapping):
+        axis = _mapping(value, path, _AXIS_KEYS)
+        for key in ("start", "stop", "num"):
+            if key not in axis:
+                raise SweepError(f"{path}.{key}", "is required")
+        start = _finite(axis["start"], f"{path}.start")
+        stop = _finite(axis["stop"], f"{path}.stop")
+        num = _integer(axis["num"], f"{path}.num", minimum=1)
+        if num > MAX_CELLS:
+            raise SweepError(f"{path}.num", f"must be <= {MAX_CELLS} (a sanity limit)")
+        scale = axis.get("scale", "linear")
+        if scale == "linear":
+            array = np.linspace(start, stop, num)
+        elif scale == "log":
+            for key, bound in (("start", start), ("stop", stop)):
+                if bound <= 0:
+                    raise SweepError(f"{path}.{key}", "must be > 0 for scale: log")
+            array = np.geomspace(start, stop, num)
+        else:
+            raise SweepError(f"{path}.scale", f"must be 'linear' or 'log', not {scale!r}")
+        values = tuple(float(v) for v in array)
+    else:
+        raise SweepError(path, f"must be a list or {{start, stop, num, scale}}, not {_type(value)}")
+    _unique(values, path)
+    return values
+
+
+def _fixed(value: Any, target: str, signal: tuple[float, ...]) -> dict[str, Any]:
+    """The fixed fields, checked against the signal target (the rest is the Scenario's job)."""
+    fixed = dict(_mapping({} if value is None else value, "fixed", _FIXED_KEYS))
+    vector, scalar = target.split(".")
+    given = fixed.get(vector)
+    if isinstance(given, Mapping) and scalar in given:
+        reason = f"is set by the signal axis (signal: {target}); remove it"
+        raise SweepError(f"fixed.{vector}.{scalar}", reason)
+    if isinstance(given, str):
+        reason = f"{target} needs fixed.{vector} as a mapping {{norm, angle}}, not {given!r}"
+        raise SweepError("signal", reason)
+    if scalar == "angle":
+        norm = given.get("norm", 0.0) if isinstance(given, Mapping) else 0.0
+        if not isinstance(norm, bool) and isinstance(norm, (int, float)) and norm == 0:
+            raise SweepError(
+                "signal",
+                f"{target} rotates a vector of norm 0, so every point would be the same: "
+                f"set fixed.{vector}.norm > 0",
+            )
+    else:
+        for i, s in enumerate(signal):
+            if s < 0:
+                raise SweepError(f"grid.signal[{i}]", f"must be >= 0 (it sets {target})")
+    return fixed
+
+
+def _options(value: Any, path: str, minima: dict[str, int]) -> dict[str, int]:
+    options = _mapping({} if value is None else value, path, tuple(minima))
+    return {key: _integer(v, f"{path}.{key}", minimum=minima[key]) for key, v in options.items()}
+
+
+def _check_scenarios(spec: SweepSpec) -> Scenario:
+    """Build one scenario per ``(c, loss)`` at both ends of the signal axis; return the first."""
+    n_c, n_loss, n_signal, _ = spec.shape
+    first = _build(spec, 0, 0, 0)
+    for point in product(range(n_c), range(n_loss), sorted({0, n_signal - 1})):
+        if point != (0, 0, 0):
+            _build(spec, *point)
+    return first
+
+
+def _build(spec: SweepSpec, i_c: int, i_loss: int, i_signal: int) -> Scenario:
+    """``spec.scenario(...)``, with a :class:`ScenarioError` turned into a :class:`SweepError`."""
+    try:
+        return spec.scenario(i_c, i_loss, i_signal)
+    except ScenarioError as error:
+        path = _scenario_path(error.field, spec.signal_target, i_c, i_loss, i_signal)
+        raise SweepError(path, error.reason + _context(spec, path, i_c, i_loss, i_signal)) from None
+
+
+def _scenario_path(field: str, target: str, i_c: int, i_loss: int, i_signal: int) -> str:
+    """The YAML path of a :class:`ScenarioError`'s field at grid point ``(i_c, i_loss, i_signal)``."""
+    head = re.split(r"[.\[]", field, maxsplit=1)[0]
+    if field == "c":
+        return f"grid.c[{i_c}]"
+    if field == "loss":
+        return f"grid.loss[{i_loss}]"
+    if field == target:
+        return f"grid.signal[{i_signal}]"
+    if head in _FIXED_KEYS:
+        return f"fixed.{field}"
+    return field
+
+
+def _context(spec: SweepSpec, path: str, i_c: int, i_loss: int, i_signal: int) -> str:
+    """`` (at grid.c[1] = 3)`` for a field that was valid at an earlier grid point.
+
+    The points are checked in order, so an error at a later ``c`` (loss, signal) than the first
+    comes from the combination with that value, e.g. a label transform that needs ``c < 2``.
+    """
+    axes = (
+        ("grid.c", i_c, spec.grid.c[i_c]),
+        ("grid.loss", i_loss, spec.grid.loss[i_loss]),
+        ("grid.signal", i_signal, spec.grid.signal[i_signal]),
+    )
+    where = [f"{axis}[{i}] = {value!r}" for axis, i, value in axes if i > 0 and not path.startswith(axis)]
+    return f" (at {', '.join(where)})" if where else ""
+
+
+def _normalised(spec: SweepSpec, first: Scenario) -> SweepSpec:
+    """The spec with model and fixed fields in the Scenario's normal form (defaults filled in)."""
+    fields = first.to_dict()
+    vector, scalar = spec.signal_target.split(".")
+    fixed = {key: copy.deepcopy(_plain(fields[key])) for key in _FIXED_KEYS}
+    del fixed[vector][scalar]
+    return replace(spec, model=_plain(fields["model"]), fixed=fixed)
+
+
+def _set_signal(fixed: Mapping[str, Any], target: str, value: float) -> dict[str, Any]:
+    """The fixed fields with the signal ``value`` set into ``target`` (``vector.scalar``)."""
+    vector, scalar = target.split(".")
+    fields = dict(fixed)
+    given = fields.get(vector, {})
+    fields[vector] = {**given, scalar: value} if isinstance(given, Mapping) else given
+    return fields
+
+
+# ----------------------------------------------------------------------------------------------
+# Small checks
+# ----------------------------------------------------------------------------------------------
+
+
+def _type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _join(path: str, key: Any) -> str:
+    return str(key) if path == _ROOT else f"{path}.{key}"
+
+
+def _mapping(value: Any, path: str, known: tuple[str, ...]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SweepError(path, f"must be a mapping, not {_type(value)}")
+    for key in value:
+        if key not in known:
+            raise SweepError(_join(path, key), f"unknown key (known: {', '.join(sorted(known))})")
+    return value
+
+
+def _integer(value: Any, path: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SweepError(path, f"must be an integer, not {_type(value)}")
+    if value < minimum:
+        raise SweepError(path, f"must be >= {minimum}")
+    return value
+
+
+def _finite(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        reason = f"must be a number, not {_type(value)}"
+        if isinstance(value, str) and _looks_numeric(value):
+            # YAML 1.1 reads 1e-3 (no dot) as text: the commonest way to get here.
+            reason += f" ({value!r}: write exponents with a dot, e.g. 1.0e-3)"
+        raise SweepError(path, reason)
+    number = float(value)
+    if not math.isfinite(number):
+        raise SweepError(path, "must be finite")
+    return number
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _unique(values: list[Any] | tuple[Any, ...], path: str) -> None:
+    first: dict[Any, int] = {}
+    for i, v in enumerate(values):
+        j = first.setdefault(v, i)
+        if j != i:
+            raise SweepError(f"{path}[{i}]", f"duplicate of {path}[{j}] ({v!r})")
+
+
+def _check_index(index: int, size: int, name: str) -> None:
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < size:
+        raise IndexError(f"{name} must be an integer in [0, {size}), not {index!r}")
+
+
+def _plain(value: Any) -> Any:
+    """Plain ``dict``/``list``/scalar copy of normalised scenario data (for YAML and JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _diff(mine: Any, theirs: Any, path: str, found: list[str]) -> None:
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        for key in [*mine, *(k for k in theirs if k not in mine)]:
+            _diff(mine.get(key), theirs.get(key), _join(path, key), found)
+    elif mine != theirs:
+        found.append(f"{path}: {_show(mine, theirs)}")
+
+
+def _show(mine: Any, theirs: Any) -> str:
+    if isinstance(mine, list) and isinstance(theirs, list) and max(len(mine), len(theirs)) > _SHOWN_VALUES:
+        if len(mine) != len(theirs):
+            return f"{len(mine)} values != {len(theirs)} values"
+        i = next(i for i, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b)
+        return f"{len(mine)} values differ, first at [{i}]: {mine[i]!r} != {theirs[i]!r}"
+    return f"{mine!r} != {theirs!r}"
