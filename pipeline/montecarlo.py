@@ -48,6 +48,8 @@ _BISECTION_TOLERANCE = 2.0 * np.finfo(np.float64).tiny
 # eigenvalue by up to about that much, so exact zeros (p - n of them for p > n) come out with
 # either sign and must not be counted.
 _EPSILON = float(np.finfo(np.float64).eps)
+# Largest block of scaled rows of X held at once while H is accumulated (see _hessian).
+_BLOCK_BYTES = 32 * 2**20
 # dstebz's RANGE argument: eigenvalues il..iu by index.
 _BY_INDEX = 3
 
@@ -341,33 +343,28 @@ def _check_compatible(draw: Draw, scenario: Scenario) -> None:
 
 
 def _hessian(features: np.ndarray, curvature: np.ndarray) -> np.ndarray:
-    """``Xᵀ diag(g) X / n`` as a Fortran-ordered array whose lower triangle alone is set."""
-    n, p = features.shape
-    positive = np.flatnonzero(curvature > 0)
-    negative = np.flatnonzero(curvature < 0)
-    root = np.sqrt(np.abs(curvature))
-    if positive.size == n:
-        # Every row is kept in place: scale in one pass instead of gathering then scaling.
-        scaled = features * root[:, None]
-    else:
-        # Positive rows first, then negative ones; rows with g = 0 contribute nothing.
-        rows = np.concatenate([positive, negative])
-        scaled = features[rows]
-        scaled *= root[rows, None]
+    """``Xᵀ diag(g) X / n`` as a Fortran-ordered array whose lower triangle alone is set.
 
-    # scaled is C-ordered (m, p): scaled.T is the Fortran (p, m) array B with H = B Bᵀ (trans=0),
-    # passed to BLAS without a copy.
-    hessian = None
-    if positive.size:
-        hessian = blas.dsyrk(1.0 / n, scaled[: positive.size].T, trans=0, lower=1)
-    if negative.size:
-        minus = scaled[positive.size :].T
-        if hessian is None:
-            hessian = blas.dsyrk(-1.0 / n, minus, trans=0, lower=1)
-        else:
-            hessian = blas.dsyrk(-1.0 / n, minus, beta=1.0, c=hessian, trans=0, lower=1, overwrite_c=1)
-    if hessian is None:
-        hessian = np.zeros((p, p), order="F")
+    Rows are scaled by ``√|g|`` a block of at most ``_BLOCK_BYTES`` at a time and added with one
+    ``dsyrk`` per block and sign (``beta = 1`` after the first), so that the peak memory is
+    ``X + H`` plus one block rather than a scaled copy of ``X``.  A block of a few thousand rows
+    keeps ``dsyrk`` at full speed.
+    """
+    n, p = features.shape
+    root = np.sqrt(np.abs(curvature))
+    block = max(1, _BLOCK_BYTES // (8 * p))
+    hessian = np.zeros((p, p), order="F")
+    for rows, sign in ((np.flatnonzero(curvature > 0), 1.0), (np.flatnonzero(curvature < 0), -1.0)):
+        for start in range(0, rows.size, block):
+            chosen = rows[start : start + block]
+            # Rows with g = 0 contribute nothing and are never gathered.
+            scaled = features[chosen] if chosen.size < n else features.copy()
+            scaled *= root[chosen, None]
+            # scaled is C-ordered (m, p): scaled.T is the Fortran (p, m) array B with H += B Bᵀ
+            # (trans=0), passed to BLAS without a copy.
+            hessian = blas.dsyrk(sign / n, scaled.T, beta=1.0, c=hessian, trans=0, lower=1, overwrite_c=1)
+            # Free this block before the next one is gathered: one block alive at a time.
+            del scaled
     return hessian
 
 
