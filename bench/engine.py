@@ -102,6 +102,17 @@ def paired(numerator: list[float], denominator: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
 
 
+def compare(times: dict[str, list[float]], measured: str, reference: str) -> dict[str, float]:
+    """Medians and spreads of two interleaved series, the ratio of medians and the paired ratio."""
+    row = {}
+    for name in (measured, reference):
+        row[f"{name}_s"] = statistics.median(times[name])
+        row[f"{name}_spread"] = spread(times[name])
+    row["ratio"] = row[f"{measured}_s"] / row[f"{reference}_s"]
+    row["paired"] = paired(times[measured], times[reference])
+    return row
+
+
 def spread(values: list[float]) -> float:
     """max/min of the repeats: how noisy the machine was."""
     return max(values) / min(values)
@@ -201,17 +212,7 @@ def section_montecarlo(sizes: list[int], ratios: list[float], repeats: int) -> l
                 },
                 repeats,
             )
-            row = {
-                "c": c,
-                "p": p,
-                "n": n,
-                "sample_s": statistics.median(times["sample"]),
-                "floor_s": statistics.median(times["floor"]),
-                "sample_spread": spread(times["sample"]),
-                "floor_spread": spread(times["floor"]),
-            }
-            row["ratio"] = row["sample_s"] / row["floor_s"]
-            row["paired"] = paired(times["sample"], times["floor"])
+            row = {"c": c, "p": p, "n": n, **compare(times, "sample", "floor")}
             rows.append(row)
             print(
                 f"  mc c={c:g} p={p}: sample {row['sample_s']:.3f}s floor {row['floor_s']:.3f}s "
@@ -250,18 +251,7 @@ def section_naive(sizes: list[int], c: float, repeats: int) -> list[dict[str, An
             },
             repeats,
         )
-        row = {
-            "c": c,
-            "p": p,
-            "n": round(p / c),
-            "naive_s": statistics.median(times["naive"]),
-            "sample_s": statistics.median(times["sample"]),
-            "naive_spread": spread(times["naive"]),
-            "sample_spread": spread(times["sample"]),
-            "agreement": agreement,
-        }
-        row["ratio"] = row["naive_s"] / row["sample_s"]
-        row["paired"] = paired(times["naive"], times["sample"])
+        row = {"c": c, "p": p, "n": round(p / c), "agreement": agreement, **compare(times, "naive", "sample")}
         rows.append(row)
         print(
             f"  naive p={p}: naive {row['naive_s']:.3f}s sample {row['sample_s']:.3f}s "
