@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["HessweepError", "ScenarioError", "SweepError"]
+__all__ = ["HessweepError", "ScenarioError", "StoreError", "SweepError"]
 
 
 class HessweepError(Exception):
@@ -44,4 +44,21 @@ class SweepError(HessweepError, ValueError):
         self.path = path
         self.reason = reason
         self.source = source
+        super().__init__(f"{path}: {reason}")
+
+
+class StoreError(HessweepError, ValueError):
+    """A result store (the Zarr cube) is missing, unreadable, or belongs to another sweep.
+
+    Parameters
+    ----------
+    path : str
+        The store's path, as given.
+    reason : str
+        What is wrong with it, phrased to follow the path.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
         super().__init__(f"{path}: {reason}")

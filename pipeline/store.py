@@ -1,0 +1,656 @@
+"""The result cube: a Zarr v3 store of every grid point's theory and Monte Carlo results.
+
+Only this module knows Zarr.  The layout is the one of ``shared/DESIGN.md``:
+
+* dimensions ``c``, ``loss``, ``signal``, ``trial``, ``eig`` (``0 … p−1``), ``x`` (theory grid index),
+  ``k`` (``2K`` extreme eigen-pairs: bottom ``0 … K−1`` then top ``0 … K−1``, with the coordinates
+  ``side`` = ``"bottom"``/``"top"`` and ``rank``, 0 = most extreme), ``target`` (``mu``, ``w_star``,
+  ``w``) and ``spike_index`` (at most :data:`MAX_SPIKES` predicted spikes, ascending, NaN padded);
+* Monte Carlo variables ``eigenvalues``, ``mc_align``, ``mc_negative_fraction``; theory variables
+  ``density``, ``density_x``, ``edge_left``, ``edge_right``, ``spike``, ``spike_align``, ``atom_zero``,
+  ``negative_fraction``, ``mass``, ``converged``, ``residual``, ``spikes_defined``, ``note``; and the
+  bookkeeping ``status``, ``error`` and ``done`` per point ``(c, loss, signal, trial)``.
+
+**The unit of writing is a cell** ``(i_c, i_signal)``: every variable is chunked one cell wide along
+``c`` and ``signal`` and full along every other dimension, so one :func:`write_cell` call writes
+whole chunks that no other call touches, and cells can be written from any number of processes in
+any order.  A write stores the data, ``status`` and ``error`` first, then ``done``: a point whose
+``done`` is set has complete data, whatever happened to the writer afterwards.
+
+**Not run versus NaN.**  Zarr v3 does not store a chunk equal to the fill value, and reads a chunk
+never written as the fill value; float results can be NaN legitimately (an alignment with a zero
+target, padded spikes).  So the data never tells "not run" from "ran": only ``status`` and ``done``
+do.  The fill values are NaN (floats), ``False`` (bools), ``0`` (``status``) and ``""`` (strings), so
+an unwritten point reads as ``status == STATUS_PENDING``, ``done == False``.
+
+**Encoding.**  Strings (``loss``, ``side``, ``target`` labels, ``error`` and ``note`` messages) are
+Zarr v3 variable-length UTF-8 strings (data type ``"string"``, numpy ``StringDType``): fixed-width
+strings have no stable Zarr v3 type (``UnstableSpecificationWarning``).
+
+**Consolidated metadata** is written once, by :func:`create_store`, and read by :func:`open_cube`.
+It holds the metadata of the arrays (shapes, chunks, types, attributes), never chunk data, and a
+region write changes no metadata, so it stays exact for the life of the store; the writes pass
+``consolidated=False`` so that no worker ever rewrites the root ``zarr.json`` (concurrent
+re-consolidations would race).  Consolidated metadata is a zarr-python extension of Zarr v3
+(``must_understand: false``): other readers ignore it and read the per-array metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+import zarr.errors
+
+from pipeline.errors import StoreError, SweepError
+from pipeline.montecarlo import MonteCarloResult
+from pipeline.scenario import TARGETS
+from pipeline.sweep import SweepSpec
+from pipeline.theory import TheoryResult
+
+__all__ = [
+    "CUBE_FORMAT",
+    "MAX_SPIKES",
+    "STATUS_DONE",
+    "STATUS_FAILED",
+    "STATUS_PENDING",
+    "CellFailure",
+    "check_store",
+    "create_store",
+    "open_cube",
+    "pending_cells",
+    "summary",
+    "write_cell",
+]
+
+#: ``status`` of a point not written yet (the fill value: an unwritten chunk reads as pending).
+STATUS_PENDING = 0
+#: ``status`` of a point whose data is complete (``done`` is then ``True``).
+STATUS_DONE = 1
+#: ``status`` of a point whose computation failed; ``error`` holds the message, ``done`` is ``False``.
+STATUS_FAILED = 2
+#: Most predicted spikes stored per point (the rank of the low-rank part of the Hessian's mean).
+MAX_SPIKES = 3
+#: Version of the cube layout, in the ``cube_format`` attribute.
+CUBE_FORMAT = 1
+
+_STRING = np.dtypes.StringDType()
+_LIBRARIES = ("numpy", "scipy", "dask", "distributed", "xarray", "zarr")
+_SIDES = ("bottom", "top")
+# The cell dimensions: one chunk wide.  Every other dimension is one chunk.
+_CELL_DIMS = ("c", "signal")
+# (dims, dtype) of every data variable, in writing order; `done` is written last, on its own.
+_POINT = ("c", "loss", "signal", "trial")
+_THEORY = ("c", "loss", "signal")
+_VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype[Any]]] = {
+    "eigenvalues": ((*_POINT, "eig"), np.dtype(np.float64)),
+    "mc_align": ((*_POINT, "k", "target"), np.dtype(np.float64)),
+    "mc_negative_fraction": (_POINT, np.dtype(np.float64)),
+    "density": ((*_THEORY, "x"), np.dtype(np.float64)),
+    "density_x": ((*_THEORY, "x"), np.dtype(np.float64)),
+    "edge_left": (_THEORY, np.dtype(np.float64)),
+    "edge_right": (_THEORY, np.dtype(np.float64)),
+    "spike": ((*_THEORY, "spike_index"), np.dtype(np.float64)),
+    "spike_align": ((*_THEORY, "spike_index", "target"), np.dtype(np.float64)),
+    "atom_zero": (_THEORY, np.dtype(np.float64)),
+    "negative_fraction": (_THEORY, np.dtype(np.float64)),
+    "mass": (_THEORY, np.dtype(np.float64)),
+    "converged": (_THEORY, np.dtype(np.bool_)),
+    "residual": (_THEORY, np.dtype(np.float64)),
+    "spikes_defined": (_THEORY, np.dtype(np.bool_)),
+    "note": (_THEORY, _STRING),
+    "status": (_POINT, np.dtype(np.int8)),
+    "error": (_POINT, _STRING),
+    "done": (_POINT, np.dtype(np.bool_)),
+}
+_DESCRIPTIONS = {
+    "eigenvalues": "all Monte Carlo eigenvalues, ascending",
+    "mc_align": "squared cosine of the k-th extreme Monte Carlo eigenvector with the unit target",
+    "mc_negative_fraction": "fraction of the Monte Carlo eigenvalues below -p·eps·max|λ|",
+    "density": "limiting density of the bulk",
+    "density_x": "abscissae of the density",
+    "edge_left": "leftmost edge of the bulk support (-inf if unbounded)",
+    "edge_right": "rightmost edge of the bulk support (+inf if unbounded)",
+    "spike": "predicted isolated eigenvalues, ascending, NaN padded",
+    "spike_align": "predicted squared cosine of each spike's eigenvector with the unit target",
+    "atom_zero": "mass of the limiting spectrum at 0",
+    "negative_fraction": "mass of the limiting spectrum below 0",
+    "mass": "integral of the density plus the atom at 0",
+    "converged": "the theory's solver converged everywhere",
+    "residual": "largest relative residual of the fixed-point equation",
+    "spikes_defined": "the spike theorem applies (bounded curvature law)",
+    "note": "the theory's remark on this point",
+    "status": "0 pending, 1 done, 2 failed",
+    "error": "why the point failed ('' unless status == 2)",
+    "done": "the point's data is complete (written last)",
+}
+
+
+@dataclass(frozen=True)
+class CellFailure:
+    """A computation that failed for good (after its retries): what :func:`write_cell` records.
+
+    Attributes
+    ----------
+    message : str
+        Why it failed, e.g. ``"RuntimeError: dsytrd failed"``; stored in the ``error`` variable.
+    """
+
+    message: str
+
+
+# ----------------------------------------------------------------------------------------------
+# Creation and checks
+# ----------------------------------------------------------------------------------------------
+
+
+def create_store(path: str | os.PathLike[str], spec: SweepSpec, *, overwrite: bool = False) -> None:
+    """Create the empty cube of a sweep: every variable's metadata, the coordinates and attributes.
+
+    Run it once, in one process, before any :func:`write_cell`.  Every point is pending
+    (``status == 0``, ``done == False``); no data chunk is written.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A directory, e.g. ``results/<name>.zarr``; its parent is created if needed.
+    spec : SweepSpec
+        The sweep; it fixes the cube's shape and is stored in its attributes (``spec``, as JSON of
+        :meth:`SweepSpec.to_dict`, and ``sweep_yaml``, the source text).
+    overwrite : bool, default False
+        Replace whatever is at ``path``.  Without it an existing path is refused.
+
+    Raises
+    ------
+    StoreError
+        If ``path`` exists and ``overwrite`` is not set.
+    """
+    where = os.fspath(path)
+    if os.path.lexists(where) and not overwrite:
+        raise StoreError(where, "already exists (check it with check_store, or remove it)")
+    Path(where).parent.mkdir(parents=True, exist_ok=True)
+    template = _template(spec)
+    encoding = {name: {"chunks": _chunks(spec, dims)} for name, (dims, _) in _VARIABLES.items()}
+    with warnings.catch_warnings():
+        # zarr warns that consolidated metadata is not (yet) part of the Zarr v3 specification.
+        # It is a zarr-python extension marked `must_understand: false`, so other readers skip it;
+        # we want it for one-read opening (see the module docstring).
+        warnings.filterwarnings(
+            "ignore",
+            message="Consolidated metadata is currently not part",
+            category=zarr.errors.ZarrUserWarning,
+        )
+        template.to_zarr(where, mode="w", compute=False, zarr_format=3, consolidated=True, encoding=encoding)
+
+
+def check_store(path: str | os.PathLike[str], spec: SweepSpec) -> None:
+    """Check that an existing store is the cube of this very sweep (to resume it).
+
+    Raises
+    ------
+    StoreError
+        If the store is missing or not a hessweep cube, or if it was made by a different sweep:
+        the message names every field that differs, as ``field: store's != sweep's``, e.g.
+        ``results/a.zarr: made by a different sweep (store != sweep): p: 400 != 800; seed: 0 != 1``.
+    """
+    where = os.fspath(path)
+    attrs = _attributes(where)
+    try:
+        stored = SweepSpec.from_dict(json.loads(attrs["spec"]))
+    except (json.JSONDecodeError, TypeError, SweepError) as error:
+        raise StoreError(where, f"its 'spec' attribute is not a valid sweep: {error}") from None
+    found = stored.differences(spec)
+    if found:
+        raise StoreError(where, "made by a different sweep (store != sweep): " + "; ".join(found))
+
+
+def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Open a cube for reading, lazily (dask arrays, one chunk per cell).
+
+    Coordinates are labelled: ``c``, ``signal`` floats; ``loss``, ``target``, ``side`` strings;
+    so ``open_cube(p).sel(c=0.5, loss="logistic")`` works.  Select ``done`` (or
+    ``status == STATUS_DONE``) before trusting a value: an unwritten point reads as NaN/False/0.
+
+    Raises
+    ------
+    StoreError
+        If the store is missing or not a hessweep cube.
+    """
+    where = os.fspath(path)
+    _attributes(where)
+    # consolidated=True: the root zarr.json holds the metadata of every array, written once at
+    # creation and still exact (region writes change no metadata), so opening is one read.
+    return xr.open_zarr(where, consolidated=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------
+
+
+def write_cell(
+    path: str | os.PathLike[str],
+    spec: SweepSpec,
+    i_c: int,
+    i_signal: int,
+    theory: Sequence[TheoryResult | CellFailure],
+    montecarlo: Sequence[Sequence[MonteCarloResult | CellFailure] | CellFailure],
+) -> None:
+    """Write one cell ``(i_c, i_signal)``: every loss and trial, data first, then ``done``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A store made by :func:`create_store` for ``spec``.
+    spec : SweepSpec
+        The sweep (for the shapes; it is not compared with the store's, see :func:`check_store`).
+    i_c, i_signal : int
+        The cell.
+    theory : sequence
+        One entry per loss (in ``spec.grid.loss`` order): a :class:`TheoryResult` with
+        ``spec.theory.points`` abscissae and at most :data:`MAX_SPIKES` spikes, or a
+        :class:`CellFailure`.
+    montecarlo : sequence
+        One entry per trial: a sequence of one :class:`MonteCarloResult` (``p`` eigenvalues,
+        ``spec.montecarlo.k`` alignments per side and target) or :class:`CellFailure` per loss,
+        or one :class:`CellFailure` for the whole trial (its draw failed).
+
+    A point ``(loss, trial)`` is done when both its theory and its Monte Carlo result are there;
+    otherwise its ``status`` is :data:`STATUS_FAILED`, ``error`` says why (``theory: …``,
+    ``montecarlo: …``), ``done`` stays ``False``, and whatever part succeeded is still written.
+    Rewriting a cell replaces it.
+
+    Raises
+    ------
+    IndexError
+        For a cell outside the grid.
+    TypeError, ValueError
+        For results of the wrong kind, number or shape: nothing is written.
+    """
+    n_c, _, n_signal, _ = spec.shape
+    for name, index, size in (("i_c", i_c, n_c), ("i_signal", i_signal, n_signal)):
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < size:
+            raise IndexError(f"{name} must be an integer in [0, {size}), not {index!r}")
+    data = _cell_arrays(spec, theory, montecarlo)
+    done = data.pop("done")
+    region = _region(spec, int(i_c), int(i_signal))
+    where = os.fspath(path)
+    # consolidated=False: never re-consolidate from a writer (see the module docstring).
+    for part in (_dataset(data), _dataset({"done": done})):
+        part.to_zarr(where, region=_region_for(region, part), mode="r+", consolidated=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Progress
+# ----------------------------------------------------------------------------------------------
+
+
+def pending_cells(path: str | os.PathLike[str]) -> list[tuple[int, int]]:
+    """The cells ``(i_c, i_signal)`` with any point not done (pending or failed), in grid order."""
+    done = _read(path, "done")
+    complete = done.all(axis=(1, 3))
+    return [(int(i), int(j)) for i, j in zip(*np.nonzero(~complete), strict=True)]
+
+
+def summary(path: str | os.PathLike[str], *, max_errors: int = 20) -> dict[str, Any]:
+    """Counts of done, failed and pending points, overall and along each axis.
+
+    A point is ``(c, loss, signal, trial)``; ``done + failed + pending == total``.
+
+    Returns
+    -------
+    dict
+        Plain JSON-ready data::
+
+            {"name": str, "created": str (UTC ISO), "store": str,
+             "shape": {"c": n, "loss": n, "signal": n, "trial": n},
+             "total": int, "done": int, "failed": int, "pending": int,
+             "cells": {"total": int, "done": int, "pending": int},   # (c, signal) cells
+             "axes": {"c": [{"value": 0.5, "total": .., "done": .., "failed": .., "pending": ..}, …],
+                      "loss": [{"value": "logistic", …}, …], "signal": [...]},
+             "errors": [{"c": .., "loss": .., "signal": .., "trial": .., "message": ..}, …]}
+
+        ``errors`` lists at most ``max_errors`` failed points, in grid order.
+    """
+    where = os.fspath(path)
+    attrs = _attributes(where)
+    group = _group(where)
+    status = _array(group, "status")
+    done = _array(group, "done")
+    failed_at = np.argwhere(status == STATUS_FAILED)[:max_errors]
+    error = group["error"]
+    assert isinstance(error, zarr.Array)
+    messages = [str(error[tuple(int(i) for i in point)]) for point in failed_at]
+    axis_values = {name: _array(group, name).tolist() for name in ("c", "loss", "signal")}
+    is_done = done
+    is_failed = (status == STATUS_FAILED) & ~is_done
+    is_pending = ~is_done & ~is_failed
+
+    def counts(mask_axes: tuple[int, ...]) -> dict[str, Any]:
+        return {
+            "total": np.ones_like(is_done).sum(axis=mask_axes),
+            "done": is_done.sum(axis=mask_axes),
+            "failed": is_failed.sum(axis=mask_axes),
+            "pending": is_pending.sum(axis=mask_axes),
+        }
+
+    axes: dict[str, list[dict[str, Any]]] = {}
+    for axis, name in enumerate(("c", "loss", "signal")):
+        per = counts(tuple(a for a in range(4) if a != axis))
+        axes[name] = [
+            {"value": value, **{key: int(per[key][i]) for key in per}}
+            for i, value in enumerate(axis_values[name])
+        ]
+    cell_done = is_done.all(axis=(1, 3))
+    names = ("c", "loss", "signal", "trial")
+    return {
+        "name": json.loads(attrs["spec"])["name"],
+        "created": attrs.get("created", ""),
+        "store": where,
+        "shape": dict(zip(names, (int(n) for n in status.shape), strict=True)),
+        "total": int(status.size),
+        "done": int(is_done.sum()),
+        "failed": int(is_failed.sum()),
+        "pending": int(is_pending.sum()),
+        "cells": {
+            "total": int(cell_done.size),
+            "done": int(cell_done.sum()),
+            "pending": int(cell_done.size - cell_done.sum()),
+        },
+        "axes": axes,
+        "errors": [
+            {
+                "c": axis_values["c"][int(point[0])],
+                "loss": axis_values["loss"][int(point[1])],
+                "signal": axis_values["signal"][int(point[2])],
+                "trial": int(point[3]),
+                "message": message,
+            }
+            for point, message in zip(failed_at, messages, strict=True)
+        ],
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Implementation
+# ----------------------------------------------------------------------------------------------
+
+
+def _sizes(spec: SweepSpec) -> dict[str, int]:
+    n_c, n_loss, n_signal, trials = spec.shape
+    return {
+        "c": n_c,
+        "loss": n_loss,
+        "signal": n_signal,
+        "trial": trials,
+        "eig": spec.p,
+        "x": spec.theory.points,
+        "k": 2 * spec.montecarlo.k,
+        "target": len(TARGETS),
+        "spike_index": MAX_SPIKES,
+    }
+
+
+def _chunks(spec: SweepSpec, dims: tuple[str, ...]) -> tuple[int, ...]:
+    """One cell wide along ``c`` and ``signal``, whole along the rest (at least 1: Zarr's minimum)."""
+    sizes = _sizes(spec)
+    return tuple(1 if dim in _CELL_DIMS else max(1, sizes[dim]) for dim in dims)
+
+
+def _fill(dtype: np.dtype[Any]) -> Any:
+    if dtype.kind == "f":
+        return np.nan
+    if dtype.kind == "T":
+        return ""
+    return dtype.type(0)
+
+
+def _template(spec: SweepSpec) -> xr.Dataset:
+    # Imported here: only the template needs dask (writers and readers do not pay for its import).
+    import dask.array as da
+
+    sizes = _sizes(spec)
+    k = spec.montecarlo.k
+    coords = {
+        "c": ("c", np.array(spec.grid.c, dtype=np.float64)),
+        "loss": ("loss", np.array(spec.grid.loss, dtype=_STRING)),
+        "signal": ("signal", np.array(spec.grid.signal, dtype=np.float64)),
+        "trial": ("trial", np.arange(spec.trials, dtype=np.int64)),
+        "eig": ("eig", np.arange(spec.p, dtype=np.int64)),
+        "x": ("x", np.arange(spec.theory.points, dtype=np.int64)),
+        "k": ("k", np.arange(2 * k, dtype=np.int64)),
+        "side": ("k", np.array([_SIDES[0]] * k + [_SIDES[1]] * k, dtype=_STRING)),
+        "rank": ("k", np.concatenate([np.arange(k), np.arange(k)]).astype(np.int64)),
+        "target": ("target", np.array(TARGETS, dtype=_STRING)),
+        "spike_index": ("spike_index", np.arange(MAX_SPIKES, dtype=np.int64)),
+    }
+    variables = {}
+    for name, (dims, dtype) in _VARIABLES.items():
+        shape = tuple(sizes[dim] for dim in dims)
+        chunks = tuple(min(c, s) if s else 0 for c, s in zip(_chunks(spec, dims), shape, strict=True))
+        array = da.full(shape, _fill(dtype), dtype=dtype, chunks=chunks)
+        variables[name] = xr.Variable(dims, array, attrs={"description": _DESCRIPTIONS[name]})
+    return xr.Dataset(variables, coords=coords, attrs=_attrs(spec))
+
+
+def _attrs(spec: SweepSpec) -> dict[str, Any]:
+    from pipeline import __version__
+
+    versions = {"hessweep": __version__}
+    for library in _LIBRARIES:
+        try:
+            versions[library] = version(library)
+        except PackageNotFoundError:  # pragma: no cover - every library is a dependency
+            versions[library] = "unknown"
+    return {
+        "title": f"hessweep cube of sweep {spec.name!r}",
+        "cube_format": CUBE_FORMAT,
+        "sweep_name": spec.name,
+        "sweep_yaml": spec.source_text,
+        "spec": json.dumps(spec.to_dict(), sort_keys=True),
+        "seed": spec.seed,
+        "versions": versions,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "status_codes": {
+            "pending": STATUS_PENDING,
+            "done": STATUS_DONE,
+            "failed": STATUS_FAILED,
+        },
+        "fill_values": "NaN (float), false (bool), 0 (status: pending), '' (strings)",
+    }
+
+
+def _attributes(where: str) -> Mapping[str, Any]:
+    """The root attributes of a hessweep cube, or a :class:`StoreError`."""
+    if not os.path.exists(where):
+        raise StoreError(where, "no such store")
+    try:
+        group = _group(where)
+    except (FileNotFoundError, ValueError, zarr.errors.BaseZarrError) as error:
+        raise StoreError(where, f"not a Zarr v3 store ({error})") from None
+    attrs = dict(group.attrs)
+    if attrs.get("cube_format") != CUBE_FORMAT or "spec" not in attrs:
+        raise StoreError(where, f"not a hessweep cube (format {CUBE_FORMAT})")
+    return attrs
+
+
+def _group(where: str) -> zarr.Group:
+    # The root zarr.json (attributes) and one array's zarr.json per array read: the consolidated
+    # metadata is not needed, and a foreign store without it is then told "not a hessweep cube".
+    return zarr.open_group(where, mode="r", zarr_format=3, use_consolidated=False)
+
+
+def _array(group: zarr.Group, name: str) -> np.ndarray:
+    array = group[name]
+    assert isinstance(array, zarr.Array)
+    return np.asarray(array[...])
+
+
+def _read(path: str | os.PathLike[str], name: str) -> np.ndarray:
+    where = os.fspath(path)
+    _attributes(where)
+    return _array(_group(where), name)
+
+
+def _cell_arrays(
+    spec: SweepSpec,
+    theory: Sequence[TheoryResult | CellFailure],
+    montecarlo: Sequence[Sequence[MonteCarloResult | CellFailure] | CellFailure],
+) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+    """The cell's region of every variable, shaped ``(1, n_loss, 1, …)``, checked first."""
+    _, n_loss, _, trials = spec.shape
+    sizes = _sizes(spec)
+    k = spec.montecarlo.k
+    if len(theory) != n_loss:
+        raise ValueError(f"theory: expected {n_loss} results (one per loss), got {len(theory)}")
+    if len(montecarlo) != trials:
+        raise ValueError(f"montecarlo: expected {trials} entries (one per trial), got {len(montecarlo)}")
+    for i_loss, outcome in enumerate(theory):
+        _check_theory(outcome, spec, f"theory[{i_loss}]")
+    per_trial: list[list[MonteCarloResult | CellFailure]] = []
+    for trial, entry in enumerate(montecarlo):
+        if isinstance(entry, CellFailure):
+            per_trial.append([entry] * n_loss)
+            continue
+        if isinstance(entry, (str, bytes)) or not isinstance(entry, Sequence):
+            raise TypeError(
+                f"montecarlo[{trial}]: expected a list of results per loss or a CellFailure, "
+                f"not {type(entry).__name__}"
+            )
+        if len(entry) != n_loss:
+            raise ValueError(
+                f"montecarlo[{trial}]: expected {n_loss} results (one per loss), got {len(entry)}"
+            )
+        for i_loss, sample in enumerate(entry):
+            _check_montecarlo(sample, spec, f"montecarlo[{trial}][{i_loss}]")
+        per_trial.append(list(entry))
+
+    arrays: dict[str, np.ndarray] = {}
+    for name, (dims, dtype) in _VARIABLES.items():
+        shape = tuple(1 if dim in _CELL_DIMS else sizes[dim] for dim in dims)
+        arrays[name] = np.full(shape, _fill(dtype), dtype=dtype)
+    errors = [["" for _ in range(trials)] for _ in range(n_loss)]
+
+    for i_loss, result in enumerate(theory):
+        at = (0, i_loss, 0)
+        if isinstance(result, CellFailure):
+            for trial in range(trials):
+                errors[i_loss][trial] = f"theory: {result.message}"
+            continue
+        n_spikes = len(result.spikes)
+        arrays["density"][at] = result.density
+        arrays["density_x"][at] = result.x
+        arrays["edge_left"][at] = result.edge_left
+        arrays["edge_right"][at] = result.edge_right
+        arrays["spike"][0, i_loss, 0, :n_spikes] = result.spikes
+        for i_target, target in enumerate(TARGETS):
+            arrays["spike_align"][0, i_loss, 0, :n_spikes, i_target] = result.spike_align[target]
+        arrays["atom_zero"][at] = result.atom_zero
+        arrays["negative_fraction"][at] = result.negative_fraction
+        arrays["mass"][at] = result.mass
+        arrays["converged"][at] = result.converged
+        arrays["residual"][at] = result.residual
+        arrays["spikes_defined"][at] = result.spikes_defined
+        arrays["note"][at] = result.note
+
+    for trial, results in enumerate(per_trial):
+        for i_loss, mc in enumerate(results):
+            point = (0, i_loss, 0, trial)
+            if isinstance(mc, CellFailure):
+                message = f"montecarlo: {mc.message}"
+                errors[i_loss][trial] = (
+                    f"{errors[i_loss][trial]}; {message}" if errors[i_loss][trial] else message
+                )
+                continue
+            arrays["eigenvalues"][point] = mc.eigenvalues
+            for i_target, target in enumerate(TARGETS):
+                arrays["mc_align"][0, i_loss, 0, trial, :k, i_target] = mc.align_bottom[target]
+                arrays["mc_align"][0, i_loss, 0, trial, k:, i_target] = mc.align_top[target]
+            arrays["mc_negative_fraction"][point] = mc.negative_fraction
+
+    for i_loss in range(n_loss):
+        for trial in range(trials):
+            point = (0, i_loss, 0, trial)
+            failed = bool(errors[i_loss][trial])
+            arrays["status"][point] = STATUS_FAILED if failed else STATUS_DONE
+            arrays["error"][point] = errors[i_loss][trial]
+            arrays["done"][point] = not failed
+    return {name: (_VARIABLES[name][0], array) for name, array in arrays.items()}
+
+
+def _check_theory(result: object, spec: SweepSpec, where: str) -> None:
+    if isinstance(result, CellFailure):
+        return
+    if not isinstance(result, TheoryResult):
+        raise TypeError(f"{where}: expected a TheoryResult or a CellFailure, not {type(result).__name__}")
+    points = spec.theory.points
+    for name in ("x", "density"):
+        shape = np.shape(getattr(result, name))
+        if shape != (points,):
+            raise ValueError(f"{where}.{name}: expected shape ({points},) (theory.points), got {shape}")
+    spikes = np.shape(result.spikes)
+    if len(spikes) != 1 or spikes[0] > MAX_SPIKES:
+        raise ValueError(
+            f"{where}.spikes: expected at most {MAX_SPIKES} spikes in a 1-d array, got shape {spikes}"
+        )
+    for target in TARGETS:
+        if target not in result.spike_align:
+            raise ValueError(f"{where}.spike_align: no entry for target {target!r}")
+        shape = np.shape(result.spike_align[target])
+        if shape != spikes:
+            raise ValueError(
+                f"{where}.spike_align[{target!r}]: expected shape {spikes} (one per spike), got {shape}"
+            )
+    if np.ndim(result.edges) != 2 or np.shape(result.edges)[1:] != (2,) or len(result.edges) == 0:
+        raise ValueError(f"{where}.edges: expected shape (n_bulks >= 1, 2), got {np.shape(result.edges)}")
+
+
+def _check_montecarlo(result: object, spec: SweepSpec, where: str) -> None:
+    if isinstance(result, CellFailure):
+        return
+    if not isinstance(result, MonteCarloResult):
+        raise TypeError(f"{where}: expected a MonteCarloResult or a CellFailure, not {type(result).__name__}")
+    shape = np.shape(result.eigenvalues)
+    if shape != (spec.p,):
+        raise ValueError(f"{where}.eigenvalues: expected shape ({spec.p},) (p), got {shape}")
+    k = spec.montecarlo.k
+    for side in ("align_bottom", "align_top"):
+        alignments = getattr(result, side)
+        for target in TARGETS:
+            if target not in alignments:
+                raise ValueError(f"{where}.{side}: no entry for target {target!r}")
+            shape = np.shape(alignments[target])
+            if shape != (k,):
+                raise ValueError(
+                    f"{where}.{side}[{target!r}]: expected shape ({k},) (montecarlo.k), got {shape}"
+                )
+
+
+def _region(spec: SweepSpec, i_c: int, i_signal: int) -> dict[str, slice]:
+    """Explicit slices of one cell along every dimension."""
+    region = {dim: slice(0, size) for dim, size in _sizes(spec).items()}
+    region["c"] = slice(i_c, i_c + 1)
+    region["signal"] = slice(i_signal, i_signal + 1)
+    return region
+
+
+def _region_for(region: dict[str, slice], part: xr.Dataset) -> dict[str, slice]:
+    return {dim: region[dim] for dim in region if dim in part.dims}
+
+
+def _dataset(data: Mapping[str, tuple[tuple[str, ...], np.ndarray]]) -> xr.Dataset:
+    """A coordinate-free dataset of the cell's arrays (coordinates are written once, at creation).
+
+    Variables with an empty dimension (``k`` when ``montecarlo.k == 0``) hold nothing: left out.
+    """
+    return xr.Dataset({name: (dims, array) for name, (dims, array) in data.items() if array.size})

@@ -1,0 +1,393 @@
+"""The Dask runner: bit-identical cubes for any worker count, theory as solved, resume, failures."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import pipeline
+from pipeline import montecarlo, runner, store, theory
+from pipeline.cli import main
+from pipeline.runner import RunReport, montecarlo_task, run_sweep, theory_task, write_task
+from pipeline.store import CellFailure, open_cube
+from pipeline.sweep import SweepSpec, parse_sweep
+
+TINY = """
+name: tiny
+p: 30
+trials: 2
+seed: 3
+model: logistic
+grid:
+  c: [0.5, 2.0]
+  loss: [logistic, exponential]
+  signal: [0.0, 1.0, 2.0]
+fixed: {mu: {angle: 90}}
+theory: {points: 64}
+"""
+
+# Big enough that a run takes several seconds on two cores, cell after cell.
+RESUMABLE = """
+name: resumable
+p: 150
+trials: 2
+seed: 11
+grid:
+  c: [0.5, 1.0, 2.0]
+  loss: [logistic, exponential]
+  signal: [0.0, 1.0, 2.0, 3.0]
+fixed: {mu: {angle: 90}}
+theory: {points: 64}
+"""
+
+# Variables that the theory task fills, checked against pipeline.theory.solve.
+THEORY_SCALARS = (
+    "edge_left",
+    "edge_right",
+    "atom_zero",
+    "negative_fraction",
+    "mass",
+    "converged",
+    "residual",
+)
+
+
+def run(spec: SweepSpec, path: Path, **options: Any) -> RunReport:
+    """``run_sweep`` as the tests call it: no progress bar, any free dashboard port."""
+    return run_sweep(spec, path, progress=False, dashboard_address=":0", echo=None, **options)
+
+
+def assert_same_cube(path_a: Path, path_b: Path) -> None:
+    """Every variable and coordinate of two cubes equal bit for bit (NaN equal to NaN)."""
+    a, b = open_cube(path_a), open_cube(path_b)
+    assert set(a.variables) == set(b.variables)
+    for name in a.variables:
+        x, y = a[name].values, b[name].values
+        nan = x.dtype.kind in "fc"
+        assert np.array_equal(x, y, equal_nan=nan), name
+
+
+@pytest.fixture(scope="module")
+def tiny() -> SweepSpec:
+    return parse_sweep(TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_stores(tiny: SweepSpec, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """The tiny sweep run with one worker and with two."""
+    stores = {}
+    for workers in (1, 2):
+        path = tmp_path_factory.mktemp(f"workers{workers}") / "tiny.zarr"
+        report = run(tiny, path, workers=workers)
+        assert report == RunReport(computed_cells=6, skipped_cells=0, failed_points=0, store=str(path))
+        stores[workers] = path
+    return stores
+
+
+# ----------------------------------------------------------------------------------------------
+# Whole runs on a local cluster
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.distributed
+def test_one_and_two_workers_give_bit_identical_cubes(tiny_stores: dict[int, Path]) -> None:
+    one, two = open_cube(tiny_stores[1]), open_cube(tiny_stores[2])
+    assert bool(one["done"].all()) and bool(two["done"].all())
+    assert one["eigenvalues"].shape == (2, 2, 3, 2, 30)
+    for name in ("eigenvalues", "mc_align"):
+        assert np.array_equal(one[name].values, two[name].values, equal_nan=True), name
+    assert_same_cube(tiny_stores[1], tiny_stores[2])
+
+
+@pytest.mark.distributed
+def test_cube_holds_the_monte_carlo_of_each_draw(tiny: SweepSpec, tiny_stores: dict[int, Path]) -> None:
+    cube = open_cube(tiny_stores[2])
+    # The workers run BLAS on one thread: so must the reference for bit equality.
+    with threadpool_limits(1):
+        drawn = montecarlo.draw(tiny.scenario(1, 0, 2), tiny.p, tiny.seed_for(1, 2, 1))
+        result = montecarlo.analyse(drawn, tiny.scenario(1, 1, 2), k=tiny.montecarlo.k)
+    assert np.array_equal(cube["eigenvalues"].values[1, 1, 2, 1], result.eigenvalues)
+
+
+@pytest.mark.distributed
+def test_theory_in_the_cube_equals_solve(tiny: SweepSpec, tiny_stores: dict[int, Path]) -> None:
+    cube = open_cube(tiny_stores[1])
+    for i_c, i_loss, i_signal in tiny.points():
+        with threadpool_limits(1):
+            result = theory.solve(tiny.scenario(i_c, i_loss, i_signal), points=tiny.theory.points)
+        point = cube.isel(c=i_c, loss=i_loss, signal=i_signal)
+        where = (i_c, i_loss, i_signal)
+        assert np.array_equal(point["density"].values, result.density), where
+        assert np.array_equal(point["density_x"].values, result.x), where
+        for name in THEORY_SCALARS:
+            assert np.array_equal(point[name].values, getattr(result, name)), (where, name)
+        n_spikes = len(result.spikes)
+        spikes = point["spike"].values
+        assert np.array_equal(spikes[:n_spikes], result.spikes), where
+        assert np.isnan(spikes[n_spikes:]).all(), where
+        for target in ("mu", "w_star", "w"):
+            align = point["spike_align"].sel(target=target).values
+            assert np.array_equal(align[:n_spikes], result.spike_align[target], equal_nan=True), where
+
+
+@pytest.mark.distributed
+def test_run_again_skips_every_done_cell(tiny: SweepSpec, tiny_stores: dict[int, Path]) -> None:
+    before = open_cube(tiny_stores[2])["eigenvalues"].values
+    report = run(tiny, tiny_stores[2], workers=1)
+    assert (report.computed_cells, report.skipped_cells, report.failed_points) == (0, 6, 0)
+    assert np.array_equal(open_cube(tiny_stores[2])["eigenvalues"].values, before)
+
+
+@pytest.mark.distributed
+def test_local_workers_run_blas_on_one_thread() -> None:
+    def blas_threads() -> dict[str, Any]:
+        import numpy  # noqa: F401  (load BLAS)
+
+        return {
+            "environ": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "threads": {pool["num_threads"] for pool in threadpool_info()},
+        }
+
+    with runner._client(2, None, ":0") as client:
+        found = client.run(blas_threads)
+    assert len(found) == 2
+    for worker in found.values():
+        assert worker == {"environ": "1", "threads": {1}}
+
+
+@pytest.mark.distributed
+def test_killed_client_resumes_to_the_same_cube(tmp_path: Path) -> None:
+    spec = parse_sweep(RESUMABLE)
+    sweep = tmp_path / "resumable.yaml"
+    sweep.write_text(RESUMABLE)
+    killed = tmp_path / "killed.zarr"
+    command = [sys.executable, "-m", "pipeline.cli", "run", str(sweep), "--store", str(killed)]
+    command += ["--workers", "2"]
+    log = tmp_path / "killed.log"
+    with log.open("wb") as output:
+        # Its own session: the client and its workers form one process group to clean up after.
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    total = 12
+    try:
+        pending = total
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            pending = _pending_while_running(killed, total)
+            if pending < total:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, log.read_text()
+        assert 0 < pending, "the run finished before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        _kill_group(process)
+    pending_after_kill = len(store.pending_cells(killed))
+    assert 0 < pending_after_kill < total
+
+    # One local cluster (2 workers, BLAS pinned) for the resumed and the uninterrupted run.
+    straight = tmp_path / "straight.zarr"
+    with runner._client(2, None, ":0") as client:
+        address = client.scheduler.address
+        resumed = run(spec, killed, scheduler=address)
+        assert run(spec, straight, scheduler=address).computed_cells == total
+    assert resumed.skipped_cells == total - pending_after_kill > 0
+    assert resumed.computed_cells == pending_after_kill
+    assert resumed.failed_points == 0
+    assert_same_cube(killed, straight)
+
+
+def _pending_while_running(path: Path, total: int) -> int:
+    """Pending cells of a store being written by another process (``total`` until it can be read)."""
+    if not (path / "zarr.json").exists():
+        return total
+    try:
+        return len(store.pending_cells(path))
+    except Exception:  # the template is being created
+        return total
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Leave no process behind: the workers of a killed client exit when they see it gone (they
+    watch their parent); whatever is left of its process group after 10 s is killed."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.distributed
+def test_failed_point_is_recorded_and_the_run_goes_on(
+    tiny: SweepSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from distributed import LocalCluster
+
+    solve = theory.solve
+
+    def failing(scenario: pipeline.Scenario, *, points: int) -> theory.TheoryResult:
+        if scenario.loss == "exponential" and scenario.c == 2.0 and scenario.mu["norm"] == 1.0:
+            raise FloatingPointError("the solver diverged")
+        return solve(scenario, points=points)
+
+    path = tmp_path / "tiny.zarr"
+    # Threads in this process, so that the workers see the patched solver.
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
+        monkeypatch.setattr(theory, "solve", failing)
+        report = run(tiny, path, scheduler=cluster.scheduler_address, attempts=2)
+        # One theory point (c = 2, exponential, signal = 1) for each of its 2 trials.
+        assert report.computed_cells == 6
+        assert report.failed_points == 2
+        assert len(report.failures) == 1
+        assert "theory at c[1], loss[1], signal[1]" in report.failures[0]
+        assert "FloatingPointError: the solver diverged (2 attempts)" in report.failures[0]
+        assert not report.ok
+
+        cube = open_cube(path)
+        done = cube["done"].values
+        assert not done[1, 1, 1].any()
+        assert done.sum() == done.size - 2
+        assert (cube["status"].values[1, 1, 1] == 2).all()
+        assert store.pending_cells(path) == [(1, 1)]
+
+        # The command line says so with exit code 1; the failed cell was the only one pending.
+        sweep = tmp_path / "tiny.yaml"
+        sweep.write_text(TINY)
+        arguments = ["run", str(sweep), "--store", str(path), "--scheduler", cluster.scheduler_address]
+        assert main(arguments) == 1
+        out = capsys.readouterr().out
+        assert "cells: 1 computed, 5 skipped (already done)" in out
+        assert "failed points: 2" in out
+        assert "FloatingPointError: the solver diverged" in out
+
+        monkeypatch.setattr(theory, "solve", solve)
+        resumed = run(tiny, path, scheduler=cluster.scheduler_address)
+    assert (resumed.computed_cells, resumed.skipped_cells, resumed.failed_points) == (1, 5, 0)
+    assert bool(open_cube(path)["done"].all())
+
+
+# ----------------------------------------------------------------------------------------------
+# Task functions, in this process
+# ----------------------------------------------------------------------------------------------
+
+
+def test_theory_task_retries_then_records_the_failure(
+    tiny: SweepSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    solve = theory.solve
+
+    def flaky(scenario: pipeline.Scenario, *, points: int) -> theory.TheoryResult:
+        calls.append(scenario)
+        if len(calls) < 3:
+            raise RuntimeError(f"try {len(calls)}")
+        return solve(scenario, points=points)
+
+    monkeypatch.setattr(theory, "solve", flaky)
+    result = theory_task(tiny, 0, 1, 2, attempts=3)
+    assert isinstance(result, theory.TheoryResult)
+    assert len(calls) == 3
+
+    calls.clear()
+    failure = theory_task(tiny, 0, 1, 2, attempts=2)
+    assert failure == CellFailure("theory at c[0], loss[1], signal[2]: RuntimeError: try 2 (2 attempts)")
+    assert len(calls) == 2
+
+
+def test_montecarlo_task_analyses_one_draw_under_every_loss(tiny: SweepSpec) -> None:
+    results = montecarlo_task(tiny, 1, 2, 1, attempts=1)
+    assert isinstance(results, list)
+    assert len(results) == 2
+    for i_loss, result in enumerate(results):
+        expected = montecarlo.sample(tiny.scenario(1, i_loss, 2), tiny.p, tiny.seed_for(1, 2, 1), k=2)
+        assert np.array_equal(result.eigenvalues, expected.eigenvalues)
+
+
+def test_montecarlo_task_records_a_failing_draw(tiny: SweepSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(montecarlo, "draw", broken)
+    assert montecarlo_task(tiny, 0, 0, 1, attempts=1) == CellFailure(
+        "Monte Carlo at c[0], signal[0], trial 1: MemoryError: no room (1 attempt)"
+    )
+
+
+def test_montecarlo_task_records_a_failing_loss(tiny: SweepSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    analyse = montecarlo.analyse
+
+    def picky(drawn: montecarlo.Draw, scenario: pipeline.Scenario, *, k: int) -> montecarlo.MonteCarloResult:
+        if scenario.loss == "exponential":
+            raise RuntimeError("the exponential loss's curvature is not finite")
+        return analyse(drawn, scenario, k=k)
+
+    monkeypatch.setattr(montecarlo, "analyse", picky)
+    results = montecarlo_task(tiny, 0, 0, 1, attempts=2)
+    assert isinstance(results, list)
+    assert isinstance(results[0], montecarlo.MonteCarloResult)
+    assert results[1] == CellFailure(
+        "Monte Carlo at c[0], signal[0], trial 1, loss[1]: RuntimeError: the exponential loss's curvature "
+        "is not finite (2 attempts)"
+    )
+
+
+def test_write_task_counts_the_points_of_failed_parts(
+    tiny: SweepSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = []
+    monkeypatch.setattr(store, "write_cell", lambda *args: written.append(args))
+    theory_failure = CellFailure("theory broke")
+    draw_failure, analysis_failure = CellFailure("draw broke"), CellFailure("analysis broke")
+    solved = [theory_failure, "ok", "ok"]
+    drawn = [["ok", "ok", "ok"], draw_failure, ["ok", analysis_failure, "ok"]]
+    outcome = write_task("cube.zarr", tiny, 1, 2, solved, drawn, 1)  # type: ignore[arg-type]
+    # Loss 0 fails for all 3 trials, trial 1 for all 3 losses, (loss 1, trial 2): 6 of 9 points.
+    assert outcome == runner.CellOutcome(1, 2, 6, ("theory broke", "draw broke", "analysis broke"))
+    assert written == [("cube.zarr", tiny, 1, 2, solved, drawn)]
+
+
+def test_write_task_that_cannot_write_fails_the_whole_cell(
+    tiny: SweepSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unwritable(*args: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "write_cell", unwritable)
+    drawn = [["ok", "ok"], ["ok", "ok"]]
+    outcome = write_task("cube.zarr", tiny, 0, 0, ["ok", "ok"], drawn, 2)  # type: ignore[arg-type]
+    assert outcome.failed_points == 4
+    assert outcome.messages == ("writing cell c[0], signal[0]: OSError: disk full (2 attempts)",)
+
+
+def test_spec_travels_to_workers_intact(tiny: SweepSpec) -> None:
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(tiny))
+    assert copy == tiny
+    assert copy.source_text == tiny.source_text
+
+
+def test_run_sweep_refuses_workers_with_a_scheduler(tiny: SweepSpec, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not both"):
+        run_sweep(tiny, tmp_path / "x.zarr", workers=2, scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(ValueError, match="attempts"):
+        run_sweep(tiny, tmp_path / "x.zarr", attempts=0)
+    assert not (tmp_path / "x.zarr").exists()

@@ -1,0 +1,417 @@
+"""The result cube (``pipeline.store``): template, cell writes, concurrency, failures, checks."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import random
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+import pipeline
+from pipeline import montecarlo, theory
+from pipeline.errors import HessweepError, StoreError
+from pipeline.montecarlo import MonteCarloResult
+from pipeline.scenario import TARGETS
+from pipeline.store import (
+    MAX_SPIKES,
+    STATUS_DONE,
+    STATUS_FAILED,
+    STATUS_PENDING,
+    CellFailure,
+    check_store,
+    create_store,
+    open_cube,
+    pending_cells,
+    summary,
+    write_cell,
+)
+from pipeline.sweep import SweepSpec, parse_sweep
+from pipeline.theory import TheoryResult
+
+SMALL = """
+name: small
+p: 20
+trials: 2
+seed: 5
+grid:
+  c: [0.5, 2.0]
+  loss: [logistic, exponential]
+  signal: [0.0, 1.0, 2.5]
+fixed: {mu: {angle: 90}}
+theory: {points: 64}
+"""
+
+VARIABLES = {
+    "eigenvalues": ("c", "loss", "signal", "trial", "eig"),
+    "mc_align": ("c", "loss", "signal", "trial", "k", "target"),
+    "mc_negative_fraction": ("c", "loss", "signal", "trial"),
+    "density": ("c", "loss", "signal", "x"),
+    "density_x": ("c", "loss", "signal", "x"),
+    "edge_left": ("c", "loss", "signal"),
+    "edge_right": ("c", "loss", "signal"),
+    "spike": ("c", "loss", "signal", "spike_index"),
+    "spike_align": ("c", "loss", "signal", "spike_index", "target"),
+    "atom_zero": ("c", "loss", "signal"),
+    "negative_fraction": ("c", "loss", "signal"),
+    "mass": ("c", "loss", "signal"),
+    "converged": ("c", "loss", "signal"),
+    "residual": ("c", "loss", "signal"),
+    "spikes_defined": ("c", "loss", "signal"),
+    "note": ("c", "loss", "signal"),
+    "status": ("c", "loss", "signal", "trial"),
+    "error": ("c", "loss", "signal", "trial"),
+    "done": ("c", "loss", "signal", "trial"),
+}
+
+
+@pytest.fixture(scope="module")
+def spec() -> SweepSpec:
+    return parse_sweep(SMALL)
+
+
+@pytest.fixture
+def cube_path(tmp_path: Path, spec: SweepSpec) -> Path:
+    path = tmp_path / "small.zarr"
+    create_store(path, spec)
+    return path
+
+
+# Synthetic but well-shaped results: cheap, different at every point, with NaN and ±inf inside.
+
+
+def fake_theory(spec: SweepSpec, i_c: int, i_loss: int, i_signal: int) -> TheoryResult:
+    rng = np.random.default_rng((1, i_c, i_loss, i_signal))
+    points = spec.theory.points
+    n_spikes = (i_c + i_loss + i_signal) % (MAX_SPIKES + 1)
+    align = {target: rng.random(n_spikes) for target in TARGETS}
+    align["w"][:] = np.nan  # a zero target: NaN, which must not read as "not run"
+    return TheoryResult(
+        x=np.sort(rng.normal(size=points)),
+        density=rng.random(points),
+        atom_zero=float(rng.random()),
+        edges=np.array([[-np.inf if i_loss else -1.0, 2.0 + i_c]]),
+        spikes=np.sort(rng.normal(size=n_spikes)),
+        spike_align=align,
+        spikes_defined=bool(i_loss == 0),
+        negative_fraction=float(rng.random()),
+        mass=1.0,
+        converged=bool(i_signal % 2),
+        residual=float(rng.random()) * 1e-12,
+        note=f"point {i_c} {i_loss} {i_signal} ✓",
+    )
+
+
+def fake_montecarlo(spec: SweepSpec, i_c: int, i_loss: int, i_signal: int, trial: int) -> MonteCarloResult:
+    rng = np.random.default_rng((2, i_c, i_loss, i_signal, trial))
+    k = spec.montecarlo.k
+    return MonteCarloResult(
+        eigenvalues=np.sort(rng.normal(size=spec.p)),
+        align_top={target: rng.random(k) for target in TARGETS},
+        align_bottom={target: rng.random(k) for target in TARGETS},
+        p=spec.p,
+        n=round(spec.p / spec.grid.c[i_c]),
+        negative_fraction=float(rng.random()),
+    )
+
+
+def fake_cell(spec: SweepSpec, i_c: int, i_signal: int) -> tuple[list[Any], list[Any]]:
+    """Results of every loss and trial of one cell, as lists that a test may put failures into."""
+    _, n_loss, _, trials = spec.shape
+    th = [fake_theory(spec, i_c, i, i_signal) for i in range(n_loss)]
+    mc = [[fake_montecarlo(spec, i_c, i, i_signal, t) for i in range(n_loss)] for t in range(trials)]
+    return th, mc
+
+
+def all_cells(spec: SweepSpec) -> list[tuple[int, int]]:
+    n_c, _, n_signal, _ = spec.shape
+    return [(i, j) for i in range(n_c) for j in range(n_signal)]
+
+
+def raw_arrays(path: Path) -> dict[str, np.ndarray]:
+    group = zarr.open_group(path, mode="r")
+    return {name: np.asarray(array[...]) for name, array in group.arrays()}
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def test_template_layout_and_attributes(cube_path: Path, spec: SweepSpec) -> None:
+    cube = open_cube(cube_path)
+    assert dict(cube.sizes) == {
+        "c": 2, "loss": 2, "signal": 3, "trial": 2, "eig": 20, "x": 64, "k": 4, "target": 3, "spike_index": 3,
+    }  # fmt: skip
+    assert {name: cube[name].dims for name in cube.data_vars} == VARIABLES
+    assert cube["c"].values.tolist() == [0.5, 2.0]
+    assert cube["loss"].values.tolist() == ["logistic", "exponential"]
+    assert cube["signal"].values.tolist() == [0.0, 1.0, 2.5]
+    assert cube["target"].values.tolist() == list(TARGETS)
+    assert cube["side"].values.tolist() == ["bottom", "bottom", "top", "top"]
+    assert cube["rank"].values.tolist() == [0, 1, 0, 1]
+    assert not cube["done"].values.any()
+    assert (cube["status"].values == STATUS_PENDING).all()
+    assert cube["status"].dtype == np.int8
+    assert (cube["error"].values == "").all()
+    assert np.isnan(cube["eigenvalues"].values).all()
+
+    attrs = cube.attrs
+    assert attrs["sweep_yaml"] == SMALL
+    assert json.loads(attrs["spec"]) == spec.to_dict()
+    assert attrs["seed"] == 5
+    assert set(attrs["versions"]) == {"hessweep", "numpy", "scipy", "dask", "distributed", "xarray", "zarr"}
+    assert attrs["versions"]["hessweep"] == pipeline.__version__
+    assert attrs["versions"]["zarr"] == zarr.__version__
+    assert datetime.fromisoformat(attrs["created"]).utcoffset() is not None
+
+    # Chunks: one cell wide along c and signal, whole along the rest; explicit fill values.
+    group = zarr.open_group(cube_path, mode="r")
+    assert group.metadata.zarr_format == 3
+    eigenvalues = group["eigenvalues"]
+    assert isinstance(eigenvalues, zarr.Array)
+    assert eigenvalues.chunks == (1, 2, 1, 2, 20)
+    fills: dict[str, Any] = {name: array.metadata.fill_value for name, array in group.arrays()}
+    assert np.isnan(float(fills["eigenvalues"])) and fills["status"] == 0 and fills["done"] is np.False_
+    assert fills["error"] == ""
+    # Nothing but the coordinates is stored yet.
+    assert not list((cube_path / "eigenvalues").glob("c/**/*.*")) and not (cube_path / "done" / "c").exists()
+    assert pending_cells(cube_path) == all_cells(spec)
+
+
+def test_create_store_refuses_an_existing_path(cube_path: Path, spec: SweepSpec) -> None:
+    with pytest.raises(StoreError, match="already exists"):
+        create_store(cube_path, spec)
+    write_cell(cube_path, spec, 0, 0, *fake_cell(spec, 0, 0))
+    create_store(cube_path, spec, overwrite=True)
+    assert pending_cells(cube_path) == all_cells(spec)
+
+
+def test_cell_round_trips_exactly_with_real_results(cube_path: Path, spec: SweepSpec) -> None:
+    i_c, i_signal = 0, 1
+    _, n_loss, _, trials = spec.shape
+    th = [theory.solve(spec.scenario(i_c, i, i_signal), points=spec.theory.points) for i in range(n_loss)]
+    draws = [
+        montecarlo.draw(spec.scenario(i_c, 0, i_signal), spec.p, spec.seed_for(i_c, i_signal, t))
+        for t in range(trials)
+    ]
+    mc = [
+        [montecarlo.analyse(d, spec.scenario(i_c, i, i_signal), k=spec.montecarlo.k) for i in range(n_loss)]
+        for d in draws
+    ]
+    write_cell(cube_path, spec, i_c, i_signal, th, mc)
+
+    cube = open_cube(cube_path)
+    k = spec.montecarlo.k
+    for i_loss, loss in enumerate(spec.grid.loss):
+        point = cube.sel(c=spec.grid.c[i_c], loss=loss, signal=spec.grid.signal[i_signal]).load()
+        result = th[i_loss]
+        np.testing.assert_array_equal(point["density"].values, result.density)
+        np.testing.assert_array_equal(point["density_x"].values, result.x)
+        n = len(result.spikes)
+        np.testing.assert_array_equal(point["spike"].values[:n], result.spikes)
+        assert np.isnan(point["spike"].values[n:]).all()
+        for i_target, target in enumerate(TARGETS):
+            np.testing.assert_array_equal(
+                point["spike_align"].values[:n, i_target], result.spike_align[target]
+            )
+        for name in ("atom_zero", "negative_fraction", "mass", "residual", "edge_left", "edge_right"):
+            assert point[name].item() == getattr(result, name) or np.isnan(getattr(result, name)), name
+        assert point["converged"].item() is result.converged
+        assert point["spikes_defined"].item() is result.spikes_defined
+        assert point["note"].item() == result.note
+        for trial in range(trials):
+            at = point.sel(trial=trial)
+            sample = mc[trial][i_loss]
+            np.testing.assert_array_equal(at["eigenvalues"].values, sample.eigenvalues)
+            assert at["mc_negative_fraction"].item() == sample.negative_fraction
+            for i_target, target in enumerate(TARGETS):
+                bottom = at["mc_align"].sel(target=target, k=at["side"] == "bottom")
+                top = at["mc_align"].sel(target=target, k=at["side"] == "top")
+                np.testing.assert_array_equal(bottom.values, sample.align_bottom[target])
+                np.testing.assert_array_equal(top.values, sample.align_top[target])
+                np.testing.assert_array_equal(at["mc_align"].values[k:, i_target], sample.align_top[target])
+        assert (point["status"].values == STATUS_DONE).all()
+        assert point["done"].values.all()
+        assert (point["error"].values == "").all()
+
+    # The other cells are untouched.
+    done = cube["done"].values
+    assert done[i_c, :, i_signal, :].all() and done.sum() == n_loss * trials
+    assert (i_c, i_signal) not in pending_cells(cube_path)
+    assert len(pending_cells(cube_path)) == len(all_cells(spec)) - 1
+
+
+def test_two_processes_in_any_order_equal_a_sequential_write(tmp_path: Path, spec: SweepSpec) -> None:
+    cells = all_cells(spec)
+    sequential = tmp_path / "sequential.zarr"
+    create_store(sequential, spec)
+    for cell in cells:
+        write_cell(sequential, spec, *cell, *fake_cell(spec, *cell))
+
+    parallel = tmp_path / "parallel.zarr"
+    create_store(parallel, spec)
+    shuffled = cells[:]
+    random.Random(4).shuffle(shuffled)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
+        futures = [
+            pool.submit(write_cell, parallel, spec, *cell, *fake_cell(spec, *cell)) for cell in shuffled
+        ]
+        for future in futures:
+            future.result()
+
+    assert pending_cells(parallel) == []
+    one, other = raw_arrays(sequential), raw_arrays(parallel)
+    assert one.keys() == other.keys()
+    for name in one:
+        if one[name].dtype.kind == "T":
+            assert one[name].tolist() == other[name].tolist(), name
+        else:
+            assert one[name].tobytes() == other[name].tobytes(), name
+    assert one["done"].all()
+    # NaN results of written points are data, told apart from "not run" by done/status only.
+    assert np.isnan(one["spike_align"][..., TARGETS.index("w")]).all()
+
+
+def test_pending_cells_shrink_as_cells_are_written(cube_path: Path, spec: SweepSpec) -> None:
+    remaining = all_cells(spec)
+    for cell in [(1, 2), (0, 0), (1, 0)]:
+        write_cell(cube_path, spec, *cell, *fake_cell(spec, *cell))
+        remaining.remove(cell)
+        assert pending_cells(cube_path) == remaining
+    counts = summary(cube_path)
+    assert counts["done"] == 3 * 4 and counts["failed"] == 0 and counts["total"] == 24
+    assert counts["pending"] == 24 - 12
+    assert counts["cells"] == {"total": 6, "done": 3, "pending": 3}
+
+
+def test_failures_are_recorded_and_not_marked_done(cube_path: Path, spec: SweepSpec) -> None:
+    th, mc = fake_cell(spec, 1, 1)
+    th[1] = CellFailure("RuntimeError: the solver diverged")
+    mc[0] = CellFailure("RuntimeError: dsytrd failed")
+    write_cell(cube_path, spec, 1, 1, th, mc)
+
+    cube = open_cube(cube_path).isel(c=1, signal=1).load()
+    status, done, error = cube["status"].values, cube["done"].values, cube["error"].values
+    # [loss, trial]: logistic trial 1 is the only complete point.
+    assert status.tolist() == [[STATUS_FAILED, STATUS_DONE], [STATUS_FAILED, STATUS_FAILED]]
+    assert done.tolist() == [[False, True], [False, False]]
+    assert error[0, 0] == "montecarlo: RuntimeError: dsytrd failed"
+    assert error[0, 1] == ""
+    assert error[1, 0] == "theory: RuntimeError: the solver diverged; montecarlo: RuntimeError: dsytrd failed"
+    assert error[1, 1] == "theory: RuntimeError: the solver diverged"
+    # What succeeded is written; what failed is NaN.
+    np.testing.assert_array_equal(cube["density"].values[0], th[0].density)
+    assert np.isnan(cube["density"].values[1]).all()
+    assert np.isnan(cube["eigenvalues"].values[:, 0]).all()
+    np.testing.assert_array_equal(cube["eigenvalues"].values[1, 1], mc[1][1].eigenvalues)
+    assert (1, 1) in pending_cells(cube_path)
+
+    counts = summary(cube_path)
+    assert (counts["done"], counts["failed"], counts["pending"]) == (1, 3, 20)
+    assert [entry["failed"] for entry in counts["axes"]["loss"]] == [1, 2]
+    assert [entry["failed"] for entry in counts["axes"]["c"]] == [0, 3]
+    assert [entry["done"] for entry in counts["axes"]["signal"]] == [0, 1, 0]
+    assert counts["errors"][0] == {
+        "c": 2.0,
+        "loss": "logistic",
+        "signal": 1.0,
+        "trial": 0,
+        "message": "montecarlo: RuntimeError: dsytrd failed",
+    }
+    json.dumps(counts)
+
+    # A per-loss Monte Carlo failure, then a retry that succeeds: the cell is done, the error gone.
+    th, mc = fake_cell(spec, 1, 1)
+    mc[1][0] = CellFailure("ValueError: bad")
+    write_cell(cube_path, spec, 1, 1, th, mc)
+    status = open_cube(cube_path)["status"].isel(c=1, signal=1).values
+    assert status.tolist() == [[STATUS_DONE, STATUS_FAILED], [STATUS_DONE, STATUS_DONE]]
+    write_cell(cube_path, spec, 1, 1, *fake_cell(spec, 1, 1))
+    again = open_cube(cube_path).isel(c=1, signal=1)
+    assert again["done"].values.all() and (again["error"].values == "").all()
+    assert (1, 1) not in pending_cells(cube_path)
+
+
+def test_write_cell_refuses_malformed_results(cube_path: Path, spec: SweepSpec) -> None:
+    def attempt(th: list[Any], mc: list[Any], error: type[Exception], match: str) -> None:
+        with pytest.raises(error, match=match):
+            write_cell(cube_path, spec, 0, 2, th, mc)
+
+    th, mc = fake_cell(spec, 0, 2)
+    short = fake_montecarlo(parse_sweep(SMALL.replace("p: 20", "p: 19")), 0, 0, 2, 0)
+    attempt(
+        th,
+        [[short, mc[0][1]], mc[1]],
+        ValueError,
+        r"montecarlo\[0\]\[0\].eigenvalues: expected shape \(20,\)",
+    )
+    coarse = fake_theory(parse_sweep(SMALL.replace("points: 64", "points: 32")), 0, 0, 2)
+    attempt([coarse, th[1]], mc, ValueError, r"theory\[0\].x: expected shape \(64,\)")
+    few_k = fake_montecarlo(parse_sweep(SMALL + "montecarlo: {k: 1}\n"), 0, 0, 2, 0)
+    attempt(th, [[few_k, mc[0][1]], mc[1]], ValueError, r"align_bottom\['mu'\]: expected shape \(2,\)")
+    attempt(th[:1], mc, ValueError, "expected 2 results")
+    attempt(th, mc[:1], ValueError, "expected 2 entries")
+    attempt(th, [mc[0][:1], mc[1]], ValueError, r"montecarlo\[0\]: expected 2 results")
+    attempt([mc[0][0], th[1]], mc, TypeError, "expected a TheoryResult")
+    attempt(th, [[th[0], th[1]], mc[1]], TypeError, "expected a MonteCarloResult")
+    many = fake_theory(spec, 0, 0, 2)
+    object.__setattr__(many, "spikes", np.arange(4.0))
+    attempt([many, th[1]], mc, ValueError, "at most 3 spikes")
+    with pytest.raises(IndexError):
+        write_cell(cube_path, spec, 2, 0, th, mc)
+    # Nothing was written.
+    assert (open_cube(cube_path)["status"].values == STATUS_PENDING).all()
+    assert pending_cells(cube_path) == all_cells(spec)
+
+
+def test_check_store_accepts_the_same_sweep_and_names_differences(cube_path: Path, spec: SweepSpec) -> None:
+    check_store(cube_path, spec)
+    check_store(
+        cube_path, parse_sweep(SMALL.replace("fixed: {mu: {angle: 90}}", "fixed:\n  mu: {angle: 90.0}"))
+    )
+    with pytest.raises(StoreError, match=r"different sweep \(store != sweep\): p: 20 != 40$") as caught:
+        check_store(cube_path, parse_sweep(SMALL.replace("p: 20", "p: 40")))
+    assert isinstance(caught.value, HessweepError) and caught.value.path == str(cube_path)
+    with pytest.raises(StoreError, match=r"seed: 5 != 6; grid.c: \[0.5, 2.0\] != \[0.5, 1.0\]"):
+        check_store(cube_path, parse_sweep(SMALL.replace("seed: 5", "seed: 6").replace("2.0]", "1.0]")))
+    with pytest.raises(StoreError, match=r"grid\.loss"):
+        check_store(cube_path, parse_sweep(SMALL.replace("logistic, exponential", "exponential, logistic")))
+    with pytest.raises(StoreError, match="no such store"):
+        check_store(cube_path.parent / "missing.zarr", spec)
+    other = cube_path.parent / "other.zarr"
+    xr.Dataset({"a": ("d", np.zeros(2))}).to_zarr(other, zarr_format=3, consolidated=False)
+    with pytest.raises(StoreError, match="not a hessweep cube"):
+        check_store(other, spec)
+    with pytest.raises(StoreError, match="no such store"):
+        open_cube(cube_path.parent / "missing.zarr")
+
+
+def test_open_cube_is_labelled(cube_path: Path, spec: SweepSpec) -> None:
+    write_cell(cube_path, spec, 0, 2, *fake_cell(spec, 0, 2))
+    assert pipeline.open_cube is open_cube
+    cube = open_cube(cube_path)
+    assert all(isinstance(label, str) for label in cube["loss"].values.tolist())
+    point = cube.sel(c=0.5, loss="logistic")
+    assert dict(point["spike"].sizes) == {"signal": 3, "spike_index": 3}
+    assert point["done"].sel(signal=2.5).values.all()
+    assert not point["done"].sel(signal=0.0).values.any()
+    assert point["edge_left"].sel(signal=2.5).values == -1.0
+    assert cube.sel(c=0.5, loss="exponential", signal=2.5)["edge_left"].values == -np.inf
+
+
+def test_no_extreme_eigenvectors(tmp_path: Path) -> None:
+    spec = parse_sweep(SMALL + "montecarlo: {k: 0}\n")
+    path = tmp_path / "k0.zarr"
+    create_store(path, spec)
+    write_cell(path, spec, 1, 0, *fake_cell(spec, 1, 0))
+    cube = open_cube(path)
+    assert cube.sizes["k"] == 0
+    assert cube["done"].isel(c=1, signal=0).values.all()
+    assert pending_cells(path) == [cell for cell in all_cells(spec) if cell != (1, 0)]
