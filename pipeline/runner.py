@@ -56,6 +56,8 @@ WORKER_ENVIRONMENT = {
 # The writers run first among the ready tasks, so that cells are finished (and survive an
 # interrupted run) one after another rather than all at the end.
 _WRITER_PRIORITY = 10
+# A draw cheaper than this (a few milliseconds) shares one task with the other trials of its cell.
+_BATCH_FLOPS = 3e7
 # Failure messages kept in the report (a sweep failing everywhere would otherwise repeat one
 # message thousands of times).
 _KEPT_MESSAGES = 20
@@ -268,27 +270,30 @@ def _submit(
             )
             for i_l in range(n_loss)
         ]
-        drawn = [
+        # Cheap draws go in one task per cell, so that the per-task overhead of the scheduler
+        # (about a millisecond) stays small beside the work; others get a task per trial.
+        per_task = trials if _draw_flops(spec, i_c) < _BATCH_FLOPS else 1
+        batches = [
             client.submit(
-                montecarlo_task,
+                montecarlo_batch_task,
                 spec,
                 i_c,
                 i_s,
-                t,
+                tuple(range(first, min(first + per_task, trials))),
                 attempts,
-                key=f"montecarlo-{token}-{i_c}-{i_s}-{t}",
+                key=f"montecarlo-{token}-{i_c}-{i_s}-{first}-{min(first + per_task, trials)}",
                 pure=False,
             )
-            for t in range(trials)
+            for first in range(0, trials, per_task)
         ]
         writer = client.submit(
-            write_task,
+            write_batches_task,
             path,
             spec,
             i_c,
             i_s,
             solved,
-            drawn,
+            batches,
             attempts,
             key=f"write_cell-{token}-{i_c}-{i_s}",
             pure=False,
@@ -384,6 +389,33 @@ def montecarlo_task(
         return lambda: montecarlo.analyse(draw, spec.scenario(i_c, i_loss, i_signal), k=spec.montecarlo.k)
 
     return [_attempt(f"{where}, loss[{i_l}]", attempts, analyse(i_l)) for i_l in range(spec.shape[1])]
+
+
+def montecarlo_batch_task(
+    spec: SweepSpec, i_c: int, i_signal: int, trials: Sequence[int], attempts: int
+) -> list[list[MonteCarloResult | CellFailure] | CellFailure]:
+    """:func:`montecarlo_task` for several trials of one point, in one task."""
+    return [montecarlo_task(spec, i_c, i_signal, trial, attempts) for trial in trials]
+
+
+def write_batches_task(
+    path: str,
+    spec: SweepSpec,
+    i_c: int,
+    i_signal: int,
+    solved: list[TheoryResult | CellFailure],
+    batches: list[list[list[MonteCarloResult | CellFailure] | CellFailure]],
+    attempts: int,
+) -> CellOutcome:
+    """:func:`write_task` with the Monte Carlo results given as batches of trials, in order."""
+    trials = [trial for batch in batches for trial in batch]
+    return write_task(path, spec, i_c, i_signal, solved, trials, attempts)
+
+
+def _draw_flops(spec: SweepSpec, i_c: int) -> float:
+    """Rough flops of one draw analysed under every loss: the rank-n update and the reduction."""
+    p, n = spec.p, max(1, round(spec.p / spec.grid.c[i_c]))
+    return spec.shape[1] * (n * p**2 + 4.0 / 3.0 * p**3)
 
 
 def write_task(

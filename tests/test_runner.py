@@ -18,7 +18,14 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import pipeline
 from pipeline import montecarlo, runner, store, theory
 from pipeline.cli import main
-from pipeline.runner import RunReport, montecarlo_task, run_sweep, theory_task, write_task
+from pipeline.runner import (
+    RunReport,
+    montecarlo_batch_task,
+    montecarlo_task,
+    run_sweep,
+    theory_task,
+    write_task,
+)
 from pipeline.store import CellFailure, open_cube
 from pipeline.sweep import SweepSpec, parse_sweep
 
@@ -391,3 +398,15 @@ def test_run_sweep_refuses_workers_with_a_scheduler(tiny: SweepSpec, tmp_path: P
     with pytest.raises(ValueError, match="attempts"):
         run_sweep(tiny, tmp_path / "x.zarr", attempts=0)
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_cheap_draws_are_batched_per_cell_and_give_the_same_results(tiny: SweepSpec) -> None:
+    # A tiny point's trials run in one task; the results are those of one task per trial.
+    assert runner._draw_flops(tiny, 0) < runner._BATCH_FLOPS
+    batch = montecarlo_batch_task(tiny, 1, 2, (0, 1), attempts=1)
+    single = [montecarlo_task(tiny, 1, 2, trial, attempts=1) for trial in (0, 1)]
+    for batched, alone in zip(batch, single, strict=True):
+        assert isinstance(batched, list) and isinstance(alone, list)
+        for a, b in zip(batched, alone, strict=True):
+            assert isinstance(a, montecarlo.MonteCarloResult) and isinstance(b, montecarlo.MonteCarloResult)
+            assert np.array_equal(a.eigenvalues, b.eigenvalues)
