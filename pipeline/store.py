@@ -277,10 +277,7 @@ def write_cell(
     TypeError, ValueError
         For results of the wrong kind, number or shape: nothing is written.
     """
-    n_c, _, n_signal, _ = spec.shape
-    for name, index, size in (("i_c", i_c, n_c), ("i_signal", i_signal, n_signal)):
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < size:
-            raise IndexError(f"{name} must be an integer in [0, {size}), not {index!r}")
+    spec.check_cell(i_c, i_signal)
     data = _cell_arrays(spec, theory, montecarlo)
     done = data.pop("done")
     region = _region(spec, int(i_c), int(i_signal))

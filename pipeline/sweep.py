@@ -187,6 +187,12 @@ class SweepSpec:
         fields = _set_signal(self.fixed, self.signal_target, self.grid.signal[i_signal])
         return Scenario(self.grid.c[i_c], model=self.model, loss=self.grid.loss[i_loss], **fields)
 
+    def check_cell(self, i_c: int, i_signal: int) -> None:
+        """Raise :class:`IndexError` unless ``(i_c, i_signal)`` is a cell of the grid."""
+        n_c, _, n_signal, _ = self.shape
+        _check_index(i_c, n_c, "i_c")
+        _check_index(i_signal, n_signal, "i_signal")
+
     def seed_for(self, i_c: int, i_signal: int, trial: int) -> tuple[int, int, int, int]:
         """The seed of one Monte Carlo draw: ``(seed, i_c, i_signal, trial)``.
 
@@ -211,10 +217,8 @@ class SweepSpec:
         >>> spec.seed_for(1, 0, 2)
         (7, 1, 0, 2)
         """
-        n_c, _, n_signal, trials = self.shape
-        _check_index(i_c, n_c, "i_c")
-        _check_index(i_signal, n_signal, "i_signal")
-        _check_index(trial, trials, "trial")
+        self.check_cell(i_c, i_signal)
+        _check_index(trial, self.shape[3], "trial")
         return self.seed, int(i_c), int(i_signal), int(trial)
 
     def work_estimate(self) -> dict[str, int]:
