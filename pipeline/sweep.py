@@ -184,8 +184,27 @@ class SweepSpec:
         _check_index(i_c, n_c, "i_c")
         _check_index(i_loss, n_loss, "i_loss")
         _check_index(i_signal, n_signal, "i_signal")
-        fields = _set_signal(self.fixed, self.signal_target, self.grid.signal[i_signal])
-        return Scenario(self.grid.c[i_c], model=self.model, loss=self.grid.loss[i_loss], **fields)
+        return self.scenario_at(self.grid.c[i_c], self.grid.loss[i_loss], self.grid.signal[i_signal])
+
+    def scenario_at(self, c: float, loss: str, signal: float) -> Scenario:
+        """The scenario at any ``(c, loss, signal)``, on the grid or between its values.
+
+        The analysis solves the theory between grid values (to locate a phase transition far
+        more finely than the grid); the fixed fields are the sweep's.
+
+        Raises
+        ------
+        ScenarioError
+            If the values make an invalid scenario (``c <= 0``, a negative norm, ...).
+
+        Examples
+        --------
+        >>> spec = parse_sweep("name: a\\np: 400\\ngrid: {c: [0.5], loss: [square], signal: [1.0]}\\nmodel: linear")
+        >>> spec.scenario_at(0.7, "square", 1.25).mu["norm"]
+        1.25
+        """
+        fields = _set_signal(self.fixed, self.signal_target, float(signal))
+        return Scenario(float(c), model=self.model, loss=loss, **fields)
 
     def check_cell(self, i_c: int, i_signal: int) -> None:
         """Raise :class:`IndexError` unless ``(i_c, i_signal)`` is a cell of the grid."""
