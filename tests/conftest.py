@@ -2,11 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+from pipeline import runner, store
+from pipeline.sweep import SweepSpec, parse_sweep
+
+_ATTEMPTS = 1
 
 
 @pytest.fixture
 def rng() -> np.random.Generator:
     """A generator with a fixed seed, so that every statistical test sees the same draws."""
     return np.random.default_rng(20210302)
+
+
+def build_cube(spec: SweepSpec, path: Path) -> Path:
+    """The cube of ``spec`` at ``path``, computed in this process, cell by cell.
+
+    The same tasks as :func:`pipeline.runner.run_sweep` without a Dask cluster (seconds saved per
+    test module): for tests of what reads cubes (analysis, plots, notebooks).  The runner's own
+    tests check that a cluster produces the same cube.
+    """
+    store.create_store(path, spec)
+    n_c, n_loss, n_signal, trials = spec.shape
+    for i_c in range(n_c):
+        for i_signal in range(n_signal):
+            solved = [runner.theory_task(spec, i_c, i_loss, i_signal, _ATTEMPTS) for i_loss in range(n_loss)]
+            drawn = [runner.montecarlo_task(spec, i_c, i_signal, t, _ATTEMPTS) for t in range(trials)]
+            runner.write_task(str(path), spec, i_c, i_signal, solved, drawn, _ATTEMPTS)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cube_from_yaml(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``cube_from_yaml(text)``: the path of the cube of a sweep given as YAML text (cached per text)."""
+    built: dict[str, Path] = {}
+
+    def make(text: str) -> Path:
+        if text not in built:
+            spec = parse_sweep(text)
+            built[text] = build_cube(spec, tmp_path_factory.mktemp("cube") / f"{spec.name}.zarr")
+        return built[text]
+
+    return make
