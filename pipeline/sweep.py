@@ -199,7 +199,8 @@ class SweepSpec:
 
         Examples
         --------
-        >>> spec = parse_sweep("name: a\\np: 400\\ngrid: {c: [0.5], loss: [square], signal: [1.0]}\\nmodel: linear")
+        >>> text = "name: a\\np: 400\\nmodel: linear\\ngrid: {c: [0.5], loss: [square], signal: [1.0]}"
+        >>> spec = parse_sweep(text)
         >>> spec.scenario_at(0.7, "square", 1.25).mu["norm"]
         1.25
         """

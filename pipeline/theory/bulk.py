@@ -277,8 +277,11 @@ class BulkEquation:
         )
         return values, jacobian
 
-    def refine_edge(self, x_out: float, x_in: float, delta_out: float) -> float | None:
+    def refine_edge(self, x_out: float, x_in: float, delta_out: float) -> tuple[float, float] | None:
         """The edge between ``x_out`` (outside the support) and ``x_in`` (inside), or ``None``.
+
+        Returns the edge ``x`` and the real ``δ`` there (where spikes are born, see
+        :func:`pipeline.theory.spikes.edge_determinant`).
 
         Solves ``Φ(δ, x) = 0, ∂Φ/∂δ = 0`` for real ``(δ, x)`` by Newton's method with
         backtracking on the residual, never crossing a pole of ``F`` (the real solution outside
@@ -306,7 +309,7 @@ class BulkEquation:
             moved = abs(accepted[0][1] - point[1])
             point, values, jacobian = accepted
             if moved <= _EDGE_TOLERANCE * max(abs(point[1]), width):
-                return float(point[1])
+                return float(point[1]), float(point[0])
         return None
 
     def _backtrack(
@@ -336,6 +339,9 @@ class Support:
     intervals: list[tuple[float, float]]
     cut_left: bool
     cut_right: bool
+    # The real δ at each end of each interval (as ``intervals``), NaN where the end was not found
+    # by the edge equations (a hard edge, a bisection, a cut).
+    edge_delta: list[tuple[float, float]]
     # The coarse solution, for initial guesses and the CDF used to place the final grid.
     x: np.ndarray
     delta: np.ndarray
@@ -449,27 +455,32 @@ def locate_support(
     density = equation.density(delta, x + 1j * equation.eta(scale))
     inside = _inside(equation, x, delta, scale)
     edges: list[float] = []
+    deltas: list[float] = []
     changes = np.flatnonzero(inside[1:] != inside[:-1])
     for i in changes:
         out_index, in_index = (i, i + 1) if inside[i + 1] else (i + 1, i)
-        edge = fine.refine_edge(x[out_index], x[in_index], delta[out_index].real)
-        if edge is None:
-            edge = _search_edge(equation, x[out_index], x[in_index], scale)
-        edges.append(edge)
+        refined = fine.refine_edge(x[out_index], x[in_index], delta[out_index].real)
+        if refined is None:
+            refined = _search_edge(equation, x[out_index], x[in_index], scale), np.nan
+        edges.append(refined[0])
+        deltas.append(refined[1])
     if equation.hard_edge:
         # p = n P(g ≠ 0) exactly: the density diverges like |x|^(-1/2) at 0, where neither the
         # edge equations nor the support test converge; 0 is the edge.
         nearest = int(np.argmin(np.abs(edges))) if edges else None
         if nearest is not None and abs(edges[nearest]) < _HARD_EDGE_SNAP * scale:
-            edges[nearest] = 0.0
+            edges[nearest], deltas[nearest] = 0.0, np.nan
     # A grid that starts or ends inside the support was cut there (an unbounded side), or it
     # starts just off 0 where H is semi-definite and the support reaches 0.
     if inside[0]:
         edges.insert(0, x[0] if x[0] < 0 else 0.0)
+        deltas.insert(0, np.nan)
     if inside[-1]:
         edges.append(x[-1] if x[-1] > 0 else 0.0)
+        deltas.append(np.nan)
     intervals = [(edges[k], edges[k + 1]) for k in range(0, len(edges), 2)]
-    return Support(intervals, cut_left, cut_right, x, delta, density, inside)
+    end_deltas = [(deltas[k], deltas[k + 1]) for k in range(0, len(deltas), 2)]
+    return Support(intervals, cut_left, cut_right, end_deltas, x, delta, density, inside)
 
 
 def _cumulative(x: np.ndarray, density: np.ndarray) -> np.ndarray:

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.scenario import TARGETS, Scenario
-from pipeline.theory.bulk import BulkEquation, cumulative_mass, density_grid, locate_support
-from pipeline.theory.law import CurvatureLaw, curvature_law, geometry
-from pipeline.theory.spikes import find_spikes
+from pipeline.theory.bulk import BulkEquation, Support, cumulative_mass, density_grid, locate_support
+from pipeline.theory.law import CurvatureLaw, Geometry, curvature_law, geometry
+from pipeline.theory.spikes import edge_determinant, find_spikes
 
-__all__ = ["TheoryResult", "solve"]
+__all__ = ["TheoryResult", "solve", "spike_margin"]
 
 _DENSITY_PIECES = 128
 # The support search and the spike scan only classify points and bracket roots (edges and spikes
@@ -148,6 +148,96 @@ def _zero_hessian(points: int) -> TheoryResult:
     )
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """What the density, the spikes and the spike margin share: the law of ``g`` and the support."""
+
+    geo: Geometry
+    law: CurvatureLaw
+    fine: BulkEquation
+    coarse: BulkEquation
+    support: Support
+    scale: float
+
+    @classmethod
+    def of(cls, scenario: Scenario) -> _Setup | None:
+        """The setup of a scenario, or ``None`` where ``g = 0`` almost surely (``H = 0``)."""
+        c = scenario.c
+        geo = geometry(scenario)
+        law = curvature_law(scenario, geo)
+        nonzero = law.g != 0.0
+        if not nonzero.any():
+            return None
+        t = np.asarray(scenario.covariance.eigenvalues)
+        pi = np.asarray(scenario.covariance.weights)
+        atom_zero = max(0.0, 1.0 - (1.0 - law.zero_mass) / c)
+        fine = BulkEquation(c, t, pi, law.g[nonzero], law.weight[nonzero], np.zeros(nonzero.sum()), atom_zero)
+        centre, width, piece_mass = law.compressed(_SEARCH_PIECES)
+        coarse = BulkEquation(c, t, pi, centre, piece_mass, width, atom_zero)
+        lower_bounded, upper_bounded = scenario.curvature_bounds
+        lo, hi = _grid_bounds(law, scenario.curvature_bounds, float(t.max()), c)
+        scale = float(np.abs(law.g) @ law.weight) * float(t @ pi) * (1.0 + math.sqrt(c)) ** 2
+        support = locate_support(
+            coarse,
+            fine,
+            lo,
+            hi,
+            scale,
+            points=_COARSE_POINTS,
+            cut_left=not lower_bounded,
+            cut_right=not upper_bounded,
+        )
+        return cls(geo, law, fine, coarse, support, scale)
+
+
+def spike_margin(scenario: Scenario, side: str) -> float:
+    """``det G`` at the outermost edge of the support on ``side``: its sign flips at a transition.
+
+    As a scalar of the scenario (a norm, an angle, ``c``) moves, an isolated eigenvalue is born
+    (or swallowed) at the edge exactly where a zero of ``det G`` crosses it, so the margin
+    changes sign there; finding its root in that scalar locates the phase transition to
+    root-finding precision, far below the spacing of any grid.  Which sign means "spike" depends
+    on how many spikes lie beyond: compare with :func:`solve` at a point on either side.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        With a bounded law of ``g`` (spikes are defined).
+    side : {"left", "right"}
+        The outer edge to look at.
+
+    Returns
+    -------
+    float
+        ``det G`` at that edge; NaN where it is not defined: an unbounded law of ``g``, ``H = 0``,
+        or an edge not found by the edge equations (a hard edge at 0).
+
+    Examples
+    --------
+    Square loss: a spike of μ leaves the Marchenko–Pastur bulk at ``‖μ‖⁴ = c``:
+
+    >>> from pipeline import Scenario
+    >>> below, above = (Scenario(0.25, model="linear", loss="square", mu={"norm": v}) for v in (0.6, 0.8))
+    >>> spike_margin(below, "right") * spike_margin(above, "right") < 0
+    True
+    """
+    if side not in ("left", "right"):
+        raise ValueError(f"side: must be 'left' or 'right', not {side!r}")
+    if not scenario.curvature_bounded:
+        return math.nan
+    setup = _Setup.of(scenario)
+    if setup is None:
+        return math.nan
+    end, delta = (
+        (setup.support.intervals[0][0], setup.support.edge_delta[0][0])
+        if side == "left"
+        else (setup.support.intervals[-1][1], setup.support.edge_delta[-1][1])
+    )
+    if not math.isfinite(delta):
+        return math.nan
+    return edge_determinant(setup.geo, setup.law, setup.fine, end, delta)
+
+
 def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
     """The limiting spectrum of the Hessian of a scenario: density, edges, spikes, alignments.
 
@@ -175,34 +265,15 @@ def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
     >>> round(result.edge_left, 6), round(result.edge_right, 6)
     (0.25, 2.25)
     """
-    c = scenario.c
-    geo = geometry(scenario)
-    law = curvature_law(scenario, geo)
-    nonzero = law.g != 0.0
-    if not nonzero.any():
+    setup = _Setup.of(scenario)
+    if setup is None:
         return _zero_hessian(points)
+    c, geo, law, fine, support = scenario.c, setup.geo, setup.law, setup.fine, setup.support
+    scale = setup.scale
+    atom_zero = fine.atom_zero
     t = np.asarray(scenario.covariance.eigenvalues)
-    pi = np.asarray(scenario.covariance.weights)
-    atom_zero = max(0.0, 1.0 - (1.0 - law.zero_mass) / c)
-    fine = BulkEquation(c, t, pi, law.g[nonzero], law.weight[nonzero], np.zeros(nonzero.sum()), atom_zero)
     centre, width, piece_mass = law.compressed(_DENSITY_PIECES)
-    dense = BulkEquation(c, t, pi, centre, piece_mass, width, atom_zero)
-    centre, width, piece_mass = law.compressed(_SEARCH_PIECES)
-    coarse = BulkEquation(c, t, pi, centre, piece_mass, width, atom_zero)
-
-    lower_bounded, upper_bounded = scenario.curvature_bounds
-    lo, hi = _grid_bounds(law, scenario.curvature_bounds, float(t.max()), c)
-    scale = float(np.abs(law.g) @ law.weight) * float(t @ pi) * (1.0 + math.sqrt(c)) ** 2
-    support = locate_support(
-        coarse,
-        fine,
-        lo,
-        hi,
-        scale,
-        points=_COARSE_POINTS,
-        cut_left=not lower_bounded,
-        cut_right=not upper_bounded,
-    )
+    dense = BulkEquation(c, fine.t, fine.pi, centre, piece_mass, width, atom_zero)
     x, density, converged, residual = density_grid(dense, support, scale, points)
     edges = np.array(support.intervals, dtype=float).reshape(-1, 2)
     if support.cut_left:
@@ -241,7 +312,7 @@ def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
         name: (vector / np.linalg.norm(vector) if np.any(vector) else None)
         for name, vector in geo.vectors.items()
     }
-    spikes = find_spikes(geo, law, fine, coarse, support, bounds, scale, targets)
+    spikes = find_spikes(geo, law, fine, setup.coarse, support, bounds, scale, targets)
     return dataclasses.replace(
         bulk_only,
         spikes=np.array([spike.location for spike in spikes]),

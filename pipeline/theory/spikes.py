@@ -28,7 +28,7 @@ from scipy.optimize import brentq
 from pipeline.theory.bulk import BulkEquation, Support
 from pipeline.theory.law import CurvatureLaw, Geometry
 
-__all__ = ["Spike", "find_spikes"]
+__all__ = ["Spike", "edge_determinant", "find_spikes"]
 
 # Scan points per gap: uniform ones, plus geometric ones approaching each finite end down to
 # _EDGE_APPROACH of the gap's width (closer than that, a spike cannot be told from the edge).
@@ -104,17 +104,22 @@ class _SpikeEquation:
         ok = np.isfinite(delta) & (np.abs(phi) <= _ACCEPT_TOLERANCE * np.maximum(np.abs(delta), 1e-300))
         return delta, ok & self.fine.outside_poles(delta)
 
-    def parts(self, lam: float, delta: float) -> dict[str, np.ndarray]:
-        """``G``, ``Λ``, ``B⁻¹`` (diagonal) and ``dG/dz`` at a real point outside the support."""
+    def parts(self, lam: float, delta: float, *, derivative: bool = True) -> dict[str, np.ndarray]:
+        """``G``, ``Λ``, ``B⁻¹`` (diagonal) and ``dG/dz`` at a real point outside the support.
+
+        ``derivative=False`` leaves out ``dG/dz``, which is infinite at an edge (``δ'`` is).
+        """
         f = self.g / (1.0 + self.g * delta)
         lam_matrix = np.tensordot(f, self.kernel, axes=1)
-        lam_delta = np.tensordot(-(f**2), self.kernel, axes=1)
         f1 = float(f @ self.weight)
-        f2 = float(f**2 @ self.weight)
         t, u_mat = self.t_reduced, self.geo.low_rank
         b = 1.0 / (t * f1 - lam)
         m = u_mat.T @ (b[:, None] * u_mat)
         g_matrix = np.eye(self.size) + lam_matrix @ m
+        if not derivative:
+            return {"G": g_matrix, "Lambda": lam_matrix, "b": b}
+        lam_delta = np.tensordot(-(f**2), self.kernel, axes=1)
+        f2 = float(f**2 @ self.weight)
         # δ'(z) from Φ(δ(z), z) = 0, over the distinct eigenvalues of C.
         denominator = self.fine.t * f1 - lam
         phi_z = -self.fine.c * np.sum(self.fine.pi * self.fine.t / denominator**2)
@@ -125,7 +130,7 @@ class _SpikeEquation:
         return {"G": g_matrix, "Lambda": lam_matrix, "b": b, "dG": d_g}
 
     def determinant(self, lam: float, delta: float) -> float:
-        return float(np.linalg.det(self.parts(lam, delta)["G"]))
+        return float(np.linalg.det(self.parts(lam, delta, derivative=False)["G"]))
 
     def alignment(self, lam: float, delta: float, target: np.ndarray) -> float:
         parts = self.parts(lam, delta)
@@ -136,7 +141,7 @@ class _SpikeEquation:
         return float(numerator / (v_l @ parts["dG"] @ v_r))
 
     def is_root(self, lam: float, delta: float) -> bool:
-        singular = np.linalg.svd(self.parts(lam, delta)["G"], compute_uv=False)
+        singular = np.linalg.svd(self.parts(lam, delta, derivative=False)["G"], compute_uv=False)
         return bool(singular[-1] <= _SINGULAR_TOLERANCE * max(singular[0], 1.0))
 
 
@@ -265,3 +270,16 @@ def find_spikes(
             }
             spikes.append(Spike(root, align))
     return sorted(spikes, key=lambda spike: spike.location)
+
+
+def edge_determinant(
+    geo: Geometry, law: CurvatureLaw, fine: BulkEquation, edge: float, delta: float
+) -> float:
+    """``det G`` at an edge of the support, from the real ``δ`` there.
+
+    ``det G(λ)`` is continuous up to an edge, and a spike is born at the edge exactly when one
+    of its zeros reaches it: as a parameter of the scenario moves, ``det G(edge)`` changes sign
+    where an isolated eigenvalue appears (or is swallowed) on that side.  A root of this
+    function in the parameter is the phase transition, to the precision of the root-finder.
+    """
+    return _SpikeEquation(geo, law, fine).determinant(edge, delta)
