@@ -1,0 +1,657 @@
+"""What a cube says: phase-transition boundaries, spike alignment, and theory-vs-Monte-Carlo fits.
+
+Everything here reads a cube opened with :func:`pipeline.open_cube` (an :class:`xarray.Dataset`)
+and returns labelled xarray objects; only points whose ``done`` flag is set are used.
+
+* :func:`phase_boundary` — the critical signal at which an isolated eigenvalue leaves the bulk,
+  per ``c``: from the theory by root-finding between grid values (on the sign of ``det G`` at the
+  edge, :func:`pipeline.theory.spike_margin`, so far finer than the grid), or estimated from the
+  Monte Carlo trials with an uncertainty.
+* :func:`alignment_curve` — the squared cosine of the extreme eigenvector with a target along the
+  signal: Monte Carlo mean and spread against the theory.
+* :func:`fit_statistics` — per point, the Kolmogorov and Wasserstein-1 distances between the Monte
+  Carlo eigenvalues and the limiting law, and the best-fitting shifted and scaled
+  Marchenko–Pastur law with its distances (is the spectrum "MP-like"?, the paper's fig. 3).
+
+Sides are ``"right"`` (the top of the spectrum) and ``"left"`` (the bottom).  On the left, with
+``p > n`` (``c > 1``) and a semi-definite Hessian, the smallest eigenvalues are the ``p − n`` zeros
+of the null space: the gap is measured from the smallest eigenvalue beyond the atom at 0, but the
+stored bottom eigenvectors are null vectors, so a left Monte Carlo alignment means nothing there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+from scipy.optimize import brentq, minimize
+
+from pipeline.scenario import TARGETS
+from pipeline.sweep import SweepSpec
+from pipeline.theory import spike_margin
+from pipeline.theory.bulk import cumulative_mass
+
+__all__ = [
+    "SIDES",
+    "MarchenkoPasturFit",
+    "alignment_curve",
+    "cube_spec",
+    "extreme_alignment",
+    "extreme_gap",
+    "fit_statistics",
+    "marchenko_pastur_cdf",
+    "marchenko_pastur_density",
+    "marchenko_pastur_fit",
+    "phase_boundary",
+    "signal_vector",
+]
+
+#: The sides of the spectrum, as the analysis names them.
+SIDES = ("left", "right")
+# Which stored extreme eigenvectors belong to a side (`side` coordinate of `mc_align`).
+_MC_SIDE = {"left": "bottom", "right": "top"}
+# A theory spike counts as present when its eigenvector carries more than this of the target:
+# its alignment grows linearly from 0 at the transition, so any computed spike beyond the edge
+# passes, while a spike of another direction (alignment 0 up to rounding) does not.
+_ALIGN_PRESENT = 1e-8
+# Root-finding tolerance on the signal, relative to the bracket (the grid spacing).
+_BOUNDARY_XTOL = 1e-10
+# Points tried inside a bracket whose ends do not differ in sign (two spikes born in one step).
+_BRACKET_SPLITS = 16
+# The 99.9% quantile of a χ²₁ variable: the cos² of a random unit vector with a fixed one, times p,
+# stays below it but once in a thousand draws.  An extreme eigenvector more aligned than
+# _RANDOM_ALIGN / p carries the target (the Monte Carlo sign of a spike).
+_RANDOM_ALIGN = 10.83
+# θ-grid of the Marchenko–Pastur distribution function (x = 1 + c − 2√c cos θ makes the density
+# smooth in θ, so a trapezoid rule on this many points is exact to ~1e-8).
+_MP_POINTS = 4097
+# The Kolmogorov-distance fit of a shifted, scaled MP law: parameters to 1e-5 of the scale and
+# the distance to 1e-5 (sampling fluctuations of the distance itself are ~1e-3 and larger).
+_MP_FIT_XTOL = 1e-5
+_MP_FIT_FTOL = 1e-5
+_MP_FIT_EVALUATIONS = 400
+
+
+# ----------------------------------------------------------------------------------------------
+# The cube's sweep and Monte Carlo extremes
+# ----------------------------------------------------------------------------------------------
+
+
+def cube_spec(ds: xr.Dataset) -> SweepSpec:
+    """The sweep that made a cube (from its ``spec`` attribute)."""
+    return SweepSpec.from_dict(json.loads(ds.attrs["spec"]))
+
+
+def signal_vector(ds: xr.Dataset) -> str:
+    """The vector the sweep's signal axis acts on: ``"mu"``, ``"w_star"`` or ``"w"``.
+
+    A signal that is not a vector's norm or angle (a covariance eigenvalue) gives ``"mu"``.
+    """
+    head = json.loads(ds.attrs["spec"])["signal"].split(".")[0]
+    return head if head in TARGETS else "mu"
+
+
+def _check_side(side: str) -> None:
+    if side not in SIDES:
+        raise ValueError(f"side: must be 'left' or 'right', not {side!r}")
+
+
+def _check_target(target: str) -> None:
+    if target not in TARGETS:
+        raise ValueError(f"target: must be one of {', '.join(TARGETS)}, not {target!r}")
+
+
+def _extreme_k(ds: xr.Dataset, side: str) -> int:
+    """Position along ``k`` of the most extreme stored eigenvector on ``side``."""
+    matches = np.flatnonzero((ds["side"].values == _MC_SIDE[side]) & (ds["rank"].values == 0))
+    if matches.size == 0:
+        raise ValueError("the cube stores no extreme eigenvectors (montecarlo.k = 0)")
+    return int(matches[0])
+
+
+def extreme_alignment(ds: xr.Dataset, target: str, side: str) -> xr.DataArray:
+    """Squared cosine of the most extreme Monte Carlo eigenvector on ``side`` with ``target``.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(c, loss, signal, trial)``; NaN where the point is not done or the target is 0.
+    """
+    _check_side(side)
+    _check_target(target)
+    aligned = ds["mc_align"].isel(k=_extreme_k(ds, side)).sel(target=target, drop=True)
+    return aligned.drop_vars(["side", "rank"], errors="ignore").where(ds["done"]).rename("alignment")
+
+
+def _atom_count(ds: xr.Dataset) -> xr.DataArray:
+    """How many Monte Carlo eigenvalues belong to the atom at 0 (the theory's mass times p)."""
+    p = ds.sizes["eig"]
+    count: xr.DataArray = (ds["atom_zero"].fillna(0.0) * p).round().astype(int).clip(0, p - 1)
+    return count
+
+
+def extreme_gap(ds: xr.Dataset, side: str) -> xr.DataArray:
+    """How far the extreme Monte Carlo eigenvalue lies beyond the theory's edge on ``side``.
+
+    ``λ_max − edge_right`` on the right, ``edge_left − λ_min`` on the left (``λ_min`` the smallest
+    eigenvalue beyond the atom at 0); positive for an outlier, ``O(p^{-2/3})`` around 0 otherwise.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(c, loss, signal, trial)``; NaN where the edge is infinite or the point not done.
+    """
+    _check_side(side)
+    eigenvalues = ds["eigenvalues"]
+    if side == "right":
+        gap = eigenvalues.isel(eig=-1) - ds["edge_right"]
+    else:
+        gap = ds["edge_left"] - eigenvalues.isel(eig=_atom_count(ds))
+    finite = np.isfinite(ds["edge_right" if side == "right" else "edge_left"])
+    return gap.drop_vars("eig", errors="ignore").where(ds["done"] & finite).rename("gap")
+
+
+# ----------------------------------------------------------------------------------------------
+# Phase boundaries
+# ----------------------------------------------------------------------------------------------
+
+
+def _theory_spike(ds: xr.Dataset, side: str, target: str) -> tuple[xr.DataArray, xr.DataArray]:
+    """The outermost theory spike beyond the edge on ``side`` that carries ``target``, and its
+    alignment: dims ``(c, loss, signal)``, NaN where there is none."""
+    spike, align = ds["spike"], ds["spike_align"].sel(target=target, drop=True)
+    beyond = spike > ds["edge_right"] if side == "right" else spike < ds["edge_left"]
+    carries = beyond & (align > _ALIGN_PRESENT)
+    location = spike.where(carries)
+    outermost = location.max("spike_index") if side == "right" else location.min("spike_index")
+    chosen = (location == outermost) & carries
+    return outermost, align.where(chosen).max("spike_index")
+
+
+def phase_boundary(
+    ds: xr.Dataset,
+    loss: str,
+    source: str = "theory",
+    side: str = "right",
+    target: str | None = None,
+) -> xr.DataArray:
+    """The critical signal at which an isolated eigenvalue appears, for every ``c`` of the cube.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A cube (:func:`pipeline.open_cube`).
+    loss : str
+        A loss of the cube's grid.
+    source : {"theory", "mc"}
+        ``"theory"``: the grid bracket where the theory's spike on ``side`` first appears, then
+        the root of :func:`pipeline.theory.spike_margin` (``det G`` at the edge) in the signal,
+        re-solving scenarios rebuilt from the cube's sweep — exact to about 1e-10 of the grid
+        spacing.  ``"mc"``: estimated from the trials (see Notes).
+    side : {"right", "left"}
+        Where the spike leaves the bulk.
+    target : {"mu", "w_star", "w"}, optional
+        The vector the spike's eigenvector aligns with; by default the one the signal acts on
+        (:func:`signal_vector`).
+
+    Returns
+    -------
+    xarray.DataArray
+        Dim ``c``, named ``boundary``: the critical signal, NaN where the grid does not bracket
+        a transition (no spike on that side, a spike already at the first signal, spikes not
+        defined for an unbounded law of ``g``).  Coordinate ``uncertainty`` (dim ``c``): the
+        root-finding tolerance for the theory, the Monte Carlo estimate's standard uncertainty
+        otherwise.  Attributes ``source``, ``side``, ``target``, ``signal`` (the swept field) and
+        ``note`` (why some values are NaN).
+
+    Notes
+    -----
+    The Monte Carlo estimate uses the amplitude of the outlier, ``r = √max(gap, 0)`` with the
+    gap between the extreme eigenvalue and the theory's edge (:func:`extreme_gap`): past a
+    transition of the BBP kind the gap grows like ``(s − s_c)²``, so ``r`` grows linearly and is
+    extrapolated to 0 from the first two grid values where most trials show an outlier (gap > 0
+    and an alignment with the target above that of a random direction, ``10.83/p``: 99.9% of
+    random directions stay below).  The uncertainty is the jackknife spread of that estimate
+    over trials combined with the grid's resolution at the bracket (spacing ``/√12``): the
+    extrapolation of a curved ``r(s)`` over a grid step, and the finite-``p`` rounding of the
+    transition over a window ``~p^{-1/3}``, are of that order.
+    """
+    if source not in ("theory", "mc"):
+        raise ValueError(f"source: must be 'theory' or 'mc', not {source!r}")
+    _check_side(side)
+    target = signal_vector(ds) if target is None else target
+    _check_target(target)
+    losses = [str(name) for name in ds["loss"].values]
+    if loss not in losses:
+        raise ValueError(f"loss: {loss!r} is not in the cube (it has {', '.join(losses)})")
+    point = ds.sel(loss=loss)
+    signal = point["signal"].values.astype(float)
+    if source == "theory":
+        values, uncertainty, notes = _theory_boundary(ds, loss, side, target, signal)
+    else:
+        values, uncertainty, notes = _mc_boundary(ds, loss, side, target, signal)
+    spec = json.loads(ds.attrs["spec"])
+    return xr.DataArray(
+        values,
+        dims=("c",),
+        coords={"c": ds["c"].values, "uncertainty": ("c", uncertainty)},
+        name="boundary",
+        attrs={
+            "source": source,
+            "side": side,
+            "target": target,
+            "loss": loss,
+            "signal": spec["signal"],
+            "note": "; ".join(notes),
+        },
+    )
+
+
+def _onset(present: np.ndarray) -> int | None:
+    """The first index where ``present`` turns on after being off, or ``None``."""
+    for j in range(1, present.size):
+        if present[j] and not present[j - 1]:
+            return j
+    return None
+
+
+def _theory_boundary(
+    ds: xr.Dataset, loss: str, side: str, target: str, signal: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    spec = cube_spec(ds)
+    point = ds.sel(loss=loss)
+    location, _ = _theory_spike(point, side, target)
+    present = location.notnull().transpose("c", "signal").values
+    solved = np.isfinite(point[f"edge_{side}"].transpose("c", "signal").values)
+    defined = point["spikes_defined"].values.any()
+    values = np.full(ds.sizes["c"], np.nan)
+    uncertainty = np.zeros(ds.sizes["c"])
+    notes: list[str] = []
+    if not defined:
+        notes.append(f"loss {loss}: spikes are not defined (unbounded law of g)")
+        return values, uncertainty, notes
+    for i_c, c in enumerate(ds["c"].values.astype(float)):
+        onset = _onset(present[i_c] & solved[i_c])
+        if onset is None:
+            notes.append(f"c = {c:g}: no spike appears on the {side} within the grid")
+            continue
+        a, b = signal[onset - 1], signal[onset]
+
+        def margin(value: float, c: float = c) -> float:
+            return spike_margin(spec.scenario_at(c, loss, value), side)
+
+        root = _bracketed_root(margin, a, b)
+        if root is None:
+            notes.append(f"c = {c:g}: det G at the edge does not change sign in [{a:g}, {b:g}]")
+            continue
+        values[i_c] = root
+        uncertainty[i_c] = _BOUNDARY_XTOL * (b - a)
+    return values, uncertainty, notes
+
+
+def _bracketed_root(function: Callable[[float], float], a: float, b: float) -> float | None:
+    """A root of ``function`` in ``[a, b]`` (the first sign change), or ``None``."""
+    points = np.linspace(a, b, 2)
+    values = np.array([function(a), function(b)])
+    if not np.sign(values[0]) * np.sign(values[1]) < 0:
+        points = np.linspace(a, b, _BRACKET_SPLITS + 1)
+        values = np.array([values[0], *(function(x) for x in points[1:-1]), values[1]])
+    changes = np.flatnonzero(np.sign(values[:-1]) * np.sign(values[1:]) < 0)
+    if changes.size == 0:
+        return None
+    lo, hi = points[changes[0]], points[changes[0] + 1]
+    return float(brentq(function, lo, hi, xtol=_BOUNDARY_XTOL * (b - a)))
+
+
+def _mc_boundary(
+    ds: xr.Dataset, loss: str, side: str, target: str, signal: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    p = ds.sizes["eig"]
+    point = ds.sel(loss=loss)
+    gap = extreme_gap(point, side).transpose("c", "signal", "trial").values
+    # A zero target (the signal's first value is often 0) has no alignment: count it as none.
+    align = extreme_alignment(point, target, side).fillna(0.0).transpose("c", "signal", "trial").values
+    values = np.full(ds.sizes["c"], np.nan)
+    uncertainty = np.full(ds.sizes["c"], np.nan)
+    notes: list[str] = []
+    for i_c, c in enumerate(ds["c"].values.astype(float)):
+        trials = np.flatnonzero(np.isfinite(gap[i_c]).all(axis=0))
+        if trials.size < 2:
+            notes.append(f"c = {c:g}: fewer than two complete trials")
+            continue
+        outlier = (gap[i_c][:, trials] > 0) & (align[i_c][:, trials] > _RANDOM_ALIGN / p)
+        # The onset: from there on, most trials show an outlier.
+        majority = outlier.mean(axis=1) > 0.5
+        onset = _onset(np.logical_and.accumulate(majority[::-1])[::-1])
+        if onset is None or onset + 1 >= signal.size:
+            notes.append(f"c = {c:g}: no outlier appears on the {side} within the grid")
+            continue
+        amplitude = np.sqrt(np.maximum(gap[i_c][:, trials], 0.0))
+        estimate = _extrapolated_onset(signal, amplitude.mean(axis=1), onset)
+        leave_one_out = np.array(
+            [
+                _extrapolated_onset(signal, np.delete(amplitude, t, axis=1).mean(axis=1), onset)
+                for t in range(trials.size)
+            ]
+        )
+        n = trials.size
+        jackknife = math.sqrt((n - 1) / n * float(np.sum((leave_one_out - leave_one_out.mean()) ** 2)))
+        resolution = (signal[onset] - signal[onset - 1]) / math.sqrt(12.0)
+        values[i_c] = estimate
+        uncertainty[i_c] = math.hypot(jackknife, resolution)
+    return values, uncertainty, notes
+
+
+def _extrapolated_onset(signal: np.ndarray, amplitude: np.ndarray, onset: int) -> float:
+    """Where the line through the amplitude at ``onset`` and ``onset + 1`` reaches 0."""
+    s0, s1 = signal[onset], signal[onset + 1]
+    r0, r1 = amplitude[onset], amplitude[onset + 1]
+    if r1 <= r0:
+        return float(s0)
+    return float(s0 - r0 * (s1 - s0) / (r1 - r0))
+
+
+# ----------------------------------------------------------------------------------------------
+# Alignment along the signal
+# ----------------------------------------------------------------------------------------------
+
+
+def _select_c(ds: xr.Dataset, c: float) -> float:
+    """The grid value of ``c`` equal to the one given (to rounding), or a ValueError."""
+    grid = ds["c"].values.astype(float)
+    close = np.flatnonzero(np.isclose(grid, float(c), rtol=1e-9, atol=1e-12))
+    if close.size == 0:
+        raise ValueError(f"c: {c!r} is not on the grid ({', '.join(f'{v:g}' for v in grid)})")
+    return float(grid[close[0]])
+
+
+def alignment_curve(
+    ds: xr.Dataset, loss: str, c: float, target: str | None = None, side: str = "auto"
+) -> xr.Dataset:
+    """Squared cosine of the extreme eigenvector with ``target`` along the signal.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A cube.
+    loss : str
+        A loss of the grid.
+    c : float
+        A value of the ``c`` axis.
+    target : {"mu", "w_star", "w"}, optional
+        By default the vector the signal acts on.
+    side : {"auto", "right", "left"}
+        Which extreme eigenvector; ``"auto"`` takes the side whose theory spikes carry the
+        target the most (the Monte Carlo alignment where the theory has no spike there).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dim ``signal``: ``mc_mean``, ``mc_std`` (spread over the done trials, ``ddof = 1``),
+        ``mc_sem`` (standard error of the mean), ``trials`` (how many were done) and ``theory``
+        (the alignment of the theory's spike on that side; 0 where there is none, NaN where
+        spikes are not defined).  Attributes ``side`` (resolved), ``target``, ``loss``, ``c``.
+    """
+    target = signal_vector(ds) if target is None else target
+    _check_target(target)
+    point = ds.sel(loss=loss, c=_select_c(ds, c))
+    if side == "auto":
+        side = _dominant_side(point, target)
+    _check_side(side)
+    aligned = extreme_alignment(point, target, side)
+    trials = aligned.notnull().sum("trial")
+    mean = aligned.mean("trial")
+    spread = aligned.std("trial", ddof=1).where(trials > 1)
+    _, theory = _theory_spike(point, side, target)
+    theory = theory.fillna(0.0).where(point["spikes_defined"])
+    return xr.Dataset(
+        {
+            "mc_mean": mean,
+            "mc_std": spread,
+            "mc_sem": spread / np.sqrt(trials.where(trials > 0)),
+            "trials": trials,
+            "theory": theory,
+        },
+        attrs={"side": side, "target": target, "loss": loss, "c": float(point["c"])},
+    )
+
+
+def _dominant_side(point: xr.Dataset, target: str) -> str:
+    """The side whose theory spikes (else Monte Carlo extremes) carry ``target`` the most."""
+    theory = {side: float(_theory_spike(point, side, target)[1].fillna(0.0).sum()) for side in SIDES}
+    if max(theory.values()) > 0:
+        return max(SIDES, key=lambda side: theory[side])
+    measured = {side: float(extreme_alignment(point, target, side).fillna(0.0).sum()) for side in SIDES}
+    return max(SIDES, key=lambda side: measured[side])
+
+
+# ----------------------------------------------------------------------------------------------
+# Fit statistics
+# ----------------------------------------------------------------------------------------------
+
+
+def _ks(sample: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray]) -> float:
+    """Kolmogorov distance between a sorted sample's empirical law and ``cdf``.
+
+    ``cdf`` is evaluated at each sample value and just below it (it may jump there: an atom).
+    """
+    n = sample.size
+    at = cdf(sample)
+    below = cdf(np.nextafter(sample, -np.inf))
+    upper = np.arange(1, n + 1) / n - at
+    lower = below - np.arange(n) / n
+    return float(max(upper.max(), lower.max()))
+
+
+def _w1(sample: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray], support: np.ndarray) -> float:
+    """Wasserstein-1 distance ``∫ |F_n − F|`` between a sorted sample's law and ``cdf``.
+
+    Integrated over the union of the sample and ``support`` (abscissae that resolve ``F``): on
+    each piece ``F_n`` is constant and ``F`` is taken at the piece's middle.
+    """
+    z = np.unique(np.concatenate([sample, support]))
+    middle = 0.5 * (z[1:] + z[:-1])
+    empirical = np.searchsorted(sample, middle, side="right") / sample.size
+    return float(np.sum(np.abs(empirical - cdf(middle)) * np.diff(z)))
+
+
+def _theory_cdf(x: np.ndarray, density: np.ndarray, atom: float) -> Callable[[np.ndarray], np.ndarray]:
+    cumulative = cumulative_mass(x, density)
+
+    def cdf(values: np.ndarray) -> np.ndarray:
+        continuous = np.interp(values, x, cumulative, left=0.0, right=cumulative[-1])
+        return continuous + atom * (values >= 0)
+
+    return cdf
+
+
+def _snap_zeros(sample: np.ndarray) -> np.ndarray:
+    """Eigenvalues within rounding of 0 set to 0, where they meet the theory's atom."""
+    tolerance = sample.size * np.finfo(float).eps * max(float(np.abs(sample).max()), 1e-300)
+    return np.where(np.abs(sample) <= tolerance, 0.0, sample)
+
+
+@dataclass(frozen=True)
+class MarchenkoPasturFit:
+    """The shifted and scaled Marchenko–Pastur law closest to a sample.
+
+    ``shift + scale · MP(c)``; ``ks`` and ``w1`` are the sample's distances to it.
+    """
+
+    shift: float
+    scale: float
+    ks: float
+    w1: float
+
+
+def _mp_edges(c: float) -> tuple[float, float]:
+    return (1.0 - math.sqrt(c)) ** 2, (1.0 + math.sqrt(c)) ** 2
+
+
+def marchenko_pastur_density(x: np.ndarray, c: float, shift: float = 0.0, scale: float = 1.0) -> np.ndarray:
+    """Density of ``shift + scale · MP(c)`` (continuous part; the atom ``max(0, 1 − 1/c)`` at
+    ``shift`` is left out).
+
+    ``MP(c)`` is the limiting eigenvalue law of ``XᵀX/n``, ``X`` of ``n × p`` standard Gaussians,
+    ``p/n → c``: density ``√((b − x)(x − a)) / (2πcx)`` on ``[a, b] = [(1 − √c)², (1 + √c)²]``.
+
+    Examples
+    --------
+    >>> round(float(marchenko_pastur_density(np.array([1.0]), 1.0)[0]), 6)  # √3/(2π) at c = 1
+    0.275664
+    """
+    u = (np.asarray(x, dtype=float) - shift) / scale
+    a, b = _mp_edges(c)
+    inside = (u > a) & (u < b)
+    safe = np.where(inside, u, 1.0)
+    value = np.sqrt(np.maximum((b - safe) * (safe - a), 0.0)) / (2.0 * math.pi * c * safe)
+    return np.where(inside, value / scale, 0.0)
+
+
+def _mp_table(c: float) -> tuple[np.ndarray, np.ndarray]:
+    """Abscissae and distribution function of ``MP(c)``'s continuous part (mass ``min(1, 1/c)``)."""
+    theta = np.linspace(0.0, math.pi, _MP_POINTS)
+    x = 1.0 + c - 2.0 * math.sqrt(c) * np.cos(theta)
+    # ρ(x) dx = 4c sin²θ / (2πc x) dθ: smooth in θ.  At c = 1, x = 0 at θ = 0, where the
+    # integrand tends to 2 cos²(θ/2)/π = 2/π.
+    integrand = np.divide(
+        2.0 * np.sin(theta) ** 2, math.pi * x, out=np.full_like(x, 2.0 / math.pi), where=x > 0
+    )
+    cumulative = np.concatenate([[0.0], np.cumsum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(theta))])
+    # The mass is min(1, 1/c) exactly; the rule's error (~1e-14) is normalised away.
+    return x, cumulative * (min(1.0, 1.0 / c) / cumulative[-1])
+
+
+def marchenko_pastur_cdf(values: np.ndarray, c: float, shift: float = 0.0, scale: float = 1.0) -> np.ndarray:
+    """Distribution function of ``shift + scale · MP(c)``, the atom at ``shift`` (``c > 1``) included.
+
+    Examples
+    --------
+    >>> float(marchenko_pastur_cdf(np.array([4.0]), 1.0)[0])  # the right edge at c = 1
+    1.0
+    """
+    x, cumulative = _mp_table(c)
+    u = (np.asarray(values, dtype=float) - shift) / scale
+    atom = max(0.0, 1.0 - 1.0 / c)
+    return np.interp(u, x, cumulative, left=0.0, right=cumulative[-1]) + atom * (u >= 0)
+
+
+def marchenko_pastur_fit(eigenvalues: np.ndarray, c: float) -> MarchenkoPasturFit:
+    """The shifted and scaled Marchenko–Pastur law ``shift + scale · MP(c)`` closest to a sample.
+
+    Closest in Kolmogorov distance: a least-squares line through the sorted eigenvalues against
+    the ``MP(c)`` quantiles at ``(i − ½)/n`` (the Wasserstein-2 fit, exact up to sampling error
+    for a sample of the family) starts a Nelder–Mead search over ``(shift, scale)``.  The
+    distances of the sample to the fitted law say how MP-like the spectrum is (the paper's fig. 3:
+    the logistic loss's bulk is, the exponential loss's is not).  A negative ``scale`` is allowed
+    (a mirrored MP law).  For ``c > 1`` the ``p − n`` zeros of the null space are common to the
+    Hessian and to every MP law of ratio ``c``: the fraction ``1 − 1/c`` of eigenvalues nearest 0
+    is set aside and the rest is compared with the continuous part.
+
+    Parameters
+    ----------
+    eigenvalues : numpy.ndarray
+        The sample (any order).
+    c : float
+        The ratio of the Marchenko–Pastur law (the cube's ``c``).
+
+    Returns
+    -------
+    MarchenkoPasturFit
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((1000, 500))
+    >>> fit = marchenko_pastur_fit(0.25 + 2.0 * np.linalg.eigvalsh(x.T @ x / 1000), 0.5)
+    >>> round(fit.shift, 1), round(fit.scale, 1), fit.ks < 0.02
+    (0.2, 2.0, True)
+    """
+    sample = np.sort(np.asarray(eigenvalues, dtype=float))
+    if c > 1:
+        zeros = round(sample.size * (1.0 - 1.0 / c))
+        sample = np.sort(sample[np.argsort(np.abs(sample), kind="stable")[zeros:]])
+    x, cumulative = _mp_table(c)
+    cumulative = cumulative / cumulative[-1]
+    levels = (np.arange(sample.size) + 0.5) / sample.size
+
+    def law(shift: float, scale: float) -> Callable[[np.ndarray], np.ndarray]:
+        def cdf(values: np.ndarray) -> np.ndarray:
+            below = np.interp(
+                (np.asarray(values, dtype=float) - shift) / scale, x, cumulative, left=0.0, right=1.0
+            )
+            # A negative scale mirrors the law: P(shift + scale·M ≤ v) = P(M ≥ (v − shift)/scale).
+            return below if scale > 0 else 1.0 - below
+
+        return cdf
+
+    def fitted(orientation: int) -> tuple[float, float, float]:
+        """(KS, shift, scale) of the best law with a scale of the sign ``orientation``."""
+        # The sorted sample against the quantiles of ±MP: those of −MP are −Q(1 − u).
+        quantiles = np.interp(levels if orientation > 0 else 1.0 - levels, cumulative, x)
+        start_scale, start_shift = (float(v) for v in np.polyfit(quantiles, sample, 1))
+        start_scale = orientation * max(abs(start_scale), np.finfo(float).tiny)
+
+        def unpack(params: np.ndarray) -> tuple[float, float]:
+            # Relative to the start: a shift in units of the scale, the log of the scale.
+            return start_shift + abs(start_scale) * float(params[0]), start_scale * math.exp(float(params[1]))
+
+        best = minimize(
+            lambda params: _ks(sample, law(*unpack(params))),
+            np.zeros(2),
+            method="Nelder-Mead",
+            options={"xatol": _MP_FIT_XTOL, "fatol": _MP_FIT_FTOL, "maxfev": _MP_FIT_EVALUATIONS},
+        )
+        return (float(best.fun), *unpack(best.x))
+
+    _, shift, scale = min(fitted(+1), fitted(-1))
+    cdf = law(shift, scale)
+    return MarchenkoPasturFit(shift, scale, _ks(sample, cdf), _w1(sample, cdf, np.sort(shift + scale * x)))
+
+
+def fit_statistics(ds: xr.Dataset) -> xr.Dataset:
+    """Per point, how well the Monte Carlo eigenvalues (all done trials pooled) fit the theory
+    and the nearest Marchenko–Pastur law.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``(c, loss, signal)``: ``ks`` and ``w1``, the Kolmogorov and Wasserstein-1 distances
+        to the limiting law (its atom at 0 included; eigenvalues within rounding of 0 count as
+        0); ``mp_shift``, ``mp_scale``, ``mp_ks``, ``mp_w1`` from :func:`marchenko_pastur_fit`;
+        ``eigenvalue_count`` pooled.  NaN where no trial is done or the theory is missing.
+        Kolmogorov distances of a correct law shrink like ``1/√(eigenvalue_count)`` and
+        ``1/p`` (finite-size effects of the edges); a spectrum is MP-like when ``mp_ks`` is of
+        the same order as ``ks``.
+    """
+    loaded = ds[["eigenvalues", "density", "density_x", "atom_zero", "done"]].load()
+    shape = (ds.sizes["c"], ds.sizes["loss"], ds.sizes["signal"])
+    names = ("ks", "w1", "mp_shift", "mp_scale", "mp_ks", "mp_w1")
+    out = {name: np.full(shape, np.nan) for name in names}
+    count = np.zeros(shape, dtype=int)
+    order = ("c", "loss", "signal")
+    eigenvalues = loaded["eigenvalues"].transpose(*order, "trial", "eig").values
+    done = loaded["done"].transpose(*order, "trial").values
+    x_grid = loaded["density_x"].transpose(*order, "x").values
+    density = loaded["density"].transpose(*order, "x").values
+    atom = loaded["atom_zero"].transpose(*order).values
+    c_values = ds["c"].values.astype(float)
+    for index in np.ndindex(shape):
+        if not done[index].any() or not np.all(np.isfinite(x_grid[index])):
+            continue
+        sample = _snap_zeros(np.sort(eigenvalues[index][done[index]].ravel()))
+        count[index] = sample.size
+        cdf = _theory_cdf(x_grid[index], density[index], float(atom[index]))
+        out["ks"][index] = _ks(sample, cdf)
+        out["w1"][index] = _w1(sample, cdf, x_grid[index])
+        fit = marchenko_pastur_fit(sample, float(c_values[index[0]]))
+        out["mp_shift"][index], out["mp_scale"][index] = fit.shift, fit.scale
+        out["mp_ks"][index], out["mp_w1"][index] = fit.ks, fit.w1
+    coords = {dim: ds[dim].values for dim in order}
+    variables = {name: (order, values) for name, values in out.items()}
+    variables["eigenvalue_count"] = (order, count)
+    return xr.Dataset(variables, coords=coords)
