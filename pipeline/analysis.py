@@ -251,10 +251,14 @@ def phase_boundary(
     )
 
 
-def _onset(present: np.ndarray) -> int | None:
-    """The first index where ``present`` turns on after being off, or ``None``."""
+def _onset(present: np.ndarray, known: np.ndarray | None = None) -> int | None:
+    """The first index where ``present`` turns on after being off, or ``None``.
+
+    With ``known``, only where both values are known (a failed point brackets nothing).
+    """
+    known = np.ones(present.shape, dtype=bool) if known is None else known
     for j in range(1, present.size):
-        if present[j] and not present[j - 1]:
+        if present[j] and not present[j - 1] and known[j] and known[j - 1]:
             return j
     return None
 
@@ -275,7 +279,7 @@ def _theory_boundary(
         notes.append(f"loss {loss}: spikes are not defined (unbounded law of g)")
         return values, uncertainty, notes
     for i_c, c in enumerate(ds["c"].values.astype(float)):
-        onset = _onset(present[i_c] & solved[i_c])
+        onset = _onset(present[i_c], solved[i_c])
         if onset is None:
             notes.append(f"c = {c:g}: no spike appears on the {side} within the grid")
             continue
@@ -318,6 +322,10 @@ def _mc_boundary(
     values = np.full(ds.sizes["c"], np.nan)
     uncertainty = np.full(ds.sizes["c"], np.nan)
     notes: list[str] = []
+    bounded = np.isfinite(point[f"edge_{side}"]).any().item()
+    if not bounded:
+        notes.append(f"loss {loss}: the spectrum is unbounded on the {side}: no gap to measure")
+        return values, uncertainty, notes
     for i_c, c in enumerate(ds["c"].values.astype(float)):
         trials = np.flatnonzero(np.isfinite(gap[i_c]).all(axis=0))
         if trials.size < 2:

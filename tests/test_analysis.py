@@ -145,6 +145,9 @@ def test_no_boundary_where_spikes_are_undefined_or_the_grid_starts_past_it(
     unbounded = phase_boundary(ds, "exponential", target="w", side="left")
     assert np.isnan(unbounded.values).all()
     assert "unbounded" in unbounded.attrs["note"]
+    # Nor from Monte Carlo: without a finite edge on the right there is no gap to measure.
+    measured = phase_boundary(ds, "exponential", source="mc", target="w", side="right")
+    assert np.isnan(measured.values).all() and "unbounded on the right" in measured.attrs["note"]
     # Spikes present from the first signal value on: the transition is below the grid.
     late = open_cube(cube_from_yaml(SQUARE_WIDE)).isel(signal=[1])
     assert np.isnan(phase_boundary(late, "square").values).all()
