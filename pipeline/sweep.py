@@ -41,8 +41,10 @@ __all__ = [
     "parse_sweep",
 ]
 
-#: Scenario scalars that the signal axis can set, as ``vector.scalar``.
-SIGNAL_TARGETS = ("mu.norm", "w_star.norm", "w.norm", "mu.angle", "w.angle")
+#: Scenario scalars that the signal axis can set: a vector's norm or angle, as ``vector.scalar``, or
+#: ``cov.eigenvalues[J]``, the eigenvalue of covariance block ``J`` (an index from 0 into
+#: ``fixed.cov.eigenvalues``, which holds ``null`` in its place).
+SIGNAL_TARGETS = ("mu.norm", "w_star.norm", "w.norm", "mu.angle", "w.angle", "cov.eigenvalues[J]")
 
 # Sanity limits, not limits of the method: a sweep beyond them is almost surely a typo (an extra
 # zero in ``num`` or ``p``), and would only fail hours later for lack of memory or disk.
@@ -60,6 +62,7 @@ _GRID_KEYS = ("c", "loss", "signal")
 _AXIS_KEYS = ("start", "stop", "num", "scale")
 _FIXED_KEYS = ("mu", "w_star", "w", "cov", "labels")
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+_COV_TARGET = re.compile(r"cov\.eigenvalues\[(0|[1-9][0-9]*)\]")
 # A differing list longer than this is summarised in `differences` instead of printed whole.
 _SHOWN_VALUES = 8
 
@@ -115,7 +118,8 @@ class SweepSpec:
     grid : Grid
         The values of the ``c``, ``loss`` and ``signal`` axes.
     signal_target : str
-        The scenario scalar that the signal axis sets, one of :data:`SIGNAL_TARGETS`.
+        The scenario scalar that the signal axis sets, one of :data:`SIGNAL_TARGETS` (with an
+        index in place of ``J``, e.g. ``cov.eigenvalues[1]``).
     fixed : mapping
         The other scenario fields (``mu``, ``w_star``, ``w``, ``cov``, ``labels``), normalised
         with their defaults filled in, minus the scalar that the signal axis sets.  Treat it
@@ -204,7 +208,7 @@ class SweepSpec:
         >>> spec.scenario_at(0.7, "square", 1.25).mu["norm"]
         1.25
         """
-        fields = _set_signal(self.fixed, self.signal_target, float(signal))
+        fields = _set_signal(self.fixed, _target_parts(self.signal_target), float(signal))
         return Scenario(float(c), model=self.model, loss=loss, **fields)
 
     def check_cell(self, i_c: int, i_signal: int) -> None:
@@ -398,7 +402,10 @@ def parse_sweep(text: str, *, source: str = "<string>") -> SweepSpec:
         ``model: logistic``, ``signal: mu.norm``, ``fixed: {}``, ``montecarlo: {k: 2}``,
         ``theory: {points: 400}``.  An axis is a list or ``{start, stop, num, scale}`` with
         ``scale`` ``linear`` (the default, :func:`numpy.linspace`) or ``log``
-        (:func:`numpy.geomspace`).
+        (:func:`numpy.geomspace`).  ``signal`` names the scalar the signal axis sets, one of
+        :data:`SIGNAL_TARGETS`: a vector's norm or angle, which ``fixed`` must then leave out, or
+        ``cov.eigenvalues[J]``, the eigenvalue of covariance block ``J`` (from 0), for which
+        ``fixed.cov.eigenvalues`` holds ``null`` at ``J`` and the signal values must be ``> 0``.
     source : str, default ``"<string>"``
         Where the text came from, stored in the ``source`` of any error.
 
@@ -433,6 +440,17 @@ def parse_sweep(text: str, *, source: str = "<string>") -> SweepSpec:
     (0.25, 0.5, 1.0)
     >>> spec.scenario(1, 0, 1).mu
     {'norm': 1.5, 'spread': False, 'angle': 90.0}
+    >>> spec = parse_sweep('''
+    ... name: two-blocks
+    ... p: 200
+    ... grid: {c: [0.125], loss: [logistic], signal: [2.0, 4.0]}
+    ... signal: cov.eigenvalues[1]
+    ... fixed: {cov: {eigenvalues: [1, null], weights: [0.5, 0.5]}}
+    ... ''')
+    >>> spec.scenario(0, 0, 1).cov
+    {'eigenvalues': [1.0, 4.0], 'weights': [0.5, 0.5]}
+    >>> spec.fixed["cov"]
+    {'eigenvalues': [1.0, None], 'weights': [0.5, 0.5]}
     >>> parse_sweep("name: demo\\np: 1\\ngrid: {c: [1.0], loss: [square], signal: [0.0]}")
     Traceback (most recent call last):
     ...
@@ -531,7 +549,7 @@ def _validate(data: Any) -> SweepSpec:
     trials = _integer(top.get("trials", 1), "trials", minimum=1)
     seed = _integer(top.get("seed", 0), "seed", minimum=0)
     target = top.get("signal", "mu.norm")
-    if target not in SIGNAL_TARGETS:
+    if not isinstance(target, str) or not (target in SIGNAL_TARGETS[:-1] or _COV_TARGET.fullmatch(target)):
         hint = " (the signal values go under grid.signal)" if not isinstance(target, str) else ""
         raise SweepError("signal", f"must be one of {', '.join(SIGNAL_TARGETS)}, not {target!r}{hint}")
 
@@ -633,7 +651,10 @@ def _axis(value: Any, path: str) -> tuple[float, ...]:
 def _fixed(value: Any, target: str, signal: tuple[float, ...]) -> dict[str, Any]:
     """The fixed fields, checked against the signal target (the rest is the Scenario's job)."""
     fixed = dict(_mapping({} if value is None else value, "fixed", _FIXED_KEYS))
-    vector, scalar = target.split(".")
+    vector, scalar = _target_parts(target)
+    if isinstance(scalar, int):
+        _check_covariance_target(fixed.get("cov"), target, scalar, signal)
+        return fixed
     given = fixed.get(vector)
     if isinstance(given, Mapping) and scalar in given:
         reason = f"is set by the signal axis (signal: {target}); remove it"
@@ -654,6 +675,24 @@ def _fixed(value: Any, target: str, signal: tuple[float, ...]) -> dict[str, Any]
             if s < 0:
                 raise SweepError(f"grid.signal[{i}]", f"must be >= 0 (it sets {target})")
     return fixed
+
+
+def _check_covariance_target(cov: Any, target: str, index: int, signal: tuple[float, ...]) -> None:
+    """``fixed.cov.eigenvalues`` must hold ``null`` at the index the signal sets; the signal be > 0."""
+    eigenvalues = cov.get("eigenvalues") if isinstance(cov, Mapping) else None
+    if not isinstance(eigenvalues, (list, tuple)):
+        reason = f"{target} needs fixed.cov.eigenvalues, a list with null at [{index}] (the signal's place)"
+        raise SweepError("signal", reason)
+    if index >= len(eigenvalues):
+        count = len(eigenvalues)
+        reason = f"{target} is out of range: fixed.cov.eigenvalues has {count} entries, [0] to [{count - 1}]"
+        raise SweepError("signal", reason)
+    if eigenvalues[index] is not None:
+        reason = f"is set by the signal axis (signal: {target}); write null in its place"
+        raise SweepError(f"fixed.cov.eigenvalues[{index}]", reason)
+    for i, s in enumerate(signal):
+        if s <= 0:
+            raise SweepError(f"grid.signal[{i}]", f"must be > 0 (it sets {target})")
 
 
 def _options(value: Any, path: str, minima: dict[str, int]) -> dict[str, int]:
@@ -712,18 +751,37 @@ def _context(spec: SweepSpec, path: str, i_c: int, i_loss: int, i_signal: int) -
 def _normalised(spec: SweepSpec, first: Scenario) -> SweepSpec:
     """The spec with model and fixed fields in the Scenario's normal form (defaults filled in)."""
     fields = first.to_dict()
-    vector, scalar = spec.signal_target.split(".")
+    vector, scalar = _target_parts(spec.signal_target)
     fixed = {key: copy.deepcopy(_plain(fields[key])) for key in _FIXED_KEYS}
-    del fixed[vector][scalar]
+    if isinstance(scalar, int):
+        fixed[vector]["eigenvalues"][scalar] = None
+    else:
+        del fixed[vector][scalar]
     return replace(spec, model=_plain(fields["model"]), fixed=fixed)
 
 
-def _set_signal(fixed: Mapping[str, Any], target: str, value: float) -> dict[str, Any]:
-    """The fixed fields with the signal ``value`` set into ``target`` (``vector.scalar``)."""
+def _target_parts(target: str) -> tuple[str, str | int]:
+    """``("mu", "norm")`` for ``mu.norm``; ``("cov", 1)`` for ``cov.eigenvalues[1]``."""
+    match = _COV_TARGET.fullmatch(target)
+    if match:
+        return "cov", int(match.group(1))
     vector, scalar = target.split(".")
+    return vector, scalar
+
+
+def _set_signal(fixed: Mapping[str, Any], target: tuple[str, str | int], value: float) -> dict[str, Any]:
+    """The fixed fields with the signal ``value`` set into ``target`` (from :func:`_target_parts`)."""
+    vector, scalar = target
     fields = dict(fixed)
     given = fields.get(vector, {})
-    fields[vector] = {**given, scalar: value} if isinstance(given, Mapping) else given
+    if not isinstance(given, Mapping):
+        return fields
+    if isinstance(scalar, int):
+        eigenvalues = list(given["eigenvalues"])
+        eigenvalues[scalar] = value
+        fields[vector] = {**given, "eigenvalues": eigenvalues}
+    else:
+        fields[vector] = {**given, scalar: value}
     return fields
 
 

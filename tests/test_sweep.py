@@ -204,13 +204,14 @@ def test_geomspace_keeps_its_ends_exact() -> None:
         (
             sweep(signal=[0, 1]),
             "signal",
-            "must be one of mu.norm, w_star.norm, w.norm, mu.angle, w.angle, "
+            "must be one of mu.norm, w_star.norm, w.norm, mu.angle, w.angle, cov.eigenvalues[J], "
             "not [0, 1] (the signal values go under grid.signal)",
         ),
         (
             sweep(signal="mu.size"),
             "signal",
-            "must be one of mu.norm, w_star.norm, w.norm, mu.angle, w.angle, not 'mu.size'",
+            "must be one of mu.norm, w_star.norm, w.norm, mu.angle, w.angle, cov.eigenvalues[J], "
+            "not 'mu.size'",
         ),
         # empty axes and impossible values
         (sweep(grid=grid(c=[])), "grid.c", "must not be empty"),
@@ -309,6 +310,42 @@ def test_geomspace_keeps_its_ends_exact() -> None:
             sweep(signal="mu.angle", fixed={}),
             "signal",
             "mu.angle rotates a vector of norm 0, so every point would be the same: set fixed.mu.norm > 0",
+        ),
+        # a covariance eigenvalue as the signal
+        (
+            sweep(signal="cov.eigenvalues[1]", grid=grid(signal=[1.0, 2.0])),
+            "signal",
+            "cov.eigenvalues[1] needs fixed.cov.eigenvalues, a list with null at [1] (the signal's place)",
+        ),
+        (
+            sweep(signal="cov.eigenvalues[2]", fixed={"cov": {"eigenvalues": [1, None]}}),
+            "signal",
+            "cov.eigenvalues[2] is out of range: fixed.cov.eigenvalues has 2 entries, [0] to [1]",
+        ),
+        (
+            sweep(signal="cov.eigenvalues[1]", fixed={"cov": {"eigenvalues": [1, 4]}}),
+            "fixed.cov.eigenvalues[1]",
+            "is set by the signal axis (signal: cov.eigenvalues[1]); write null in its place",
+        ),
+        (
+            sweep(signal="cov.eigenvalues[0]", fixed={"cov": {"eigenvalues": [None, 2]}}),
+            "grid.signal[0]",
+            "must be > 0 (it sets cov.eigenvalues[0])",
+        ),
+        (
+            sweep(
+                signal="cov.eigenvalues[1]",
+                grid=grid(signal=[1.0, 2.0]),
+                fixed={"cov": {"eigenvalues": [None, None]}},
+            ),
+            "fixed.cov.eigenvalues[0]",
+            "must be a number, not NoneType",
+        ),
+        (
+            sweep(signal="cov.eigenvalues[01]"),
+            "signal",
+            "must be one of mu.norm, w_star.norm, w.norm, mu.angle, w.angle, cov.eigenvalues[J], "
+            "not 'cov.eigenvalues[01]'",
         ),
         # sanity limits
         (
@@ -500,6 +537,23 @@ def test_signal_sets_its_target(target: str, fixed: dict[str, Any], read: Any) -
         assert read(spec.scenario(1, 0, i)) == value
     vector, scalar = target.split(".")
     assert scalar not in spec.fixed[vector]
+
+
+def test_signal_sets_a_covariance_eigenvalue() -> None:
+    fixed = {"cov": {"eigenvalues": [1, None, 3], "weights": [0.25, 0.5, 0.25]}}
+    spec = parse_sweep(
+        yaml.safe_dump(sweep(signal="cov.eigenvalues[1]", grid=grid(signal=[1.5, 4]), fixed=fixed))
+    )
+    assert spec.signal_target == "cov.eigenvalues[1]"
+    assert spec.fixed["cov"] == {"eigenvalues": [1.0, None, 3.0], "weights": [0.25, 0.5, 0.25]}
+    assert spec.scenario(1, 0, 1).cov == {"eigenvalues": [1.0, 4.0, 3.0], "weights": [0.25, 0.5, 0.25]}
+    assert spec.scenario_at(0.3, "logistic", 2.5).covariance.eigenvalues == (1.0, 2.5, 3.0)
+    # Setting the signal leaves the spec's fixed fields alone, and the definition round-trips.
+    assert spec.fixed["cov"]["eigenvalues"] == [1.0, None, 3.0]
+    assert parse_sweep(yaml.safe_dump(spec.to_dict())) == spec
+    # The covariance enters the draw: a larger eigenvalue gives larger features.
+    diagonals = [spec.scenario(0, 0, i).embed(spec.p)[0] for i in range(2)]
+    assert diagonals[0].max() == 3.0 and diagonals[1].max() == 4.0
 
 
 def test_other_fields_are_kept_when_the_signal_is_set() -> None:
