@@ -322,7 +322,7 @@ def _mc_boundary(
     values = np.full(ds.sizes["c"], np.nan)
     uncertainty = np.full(ds.sizes["c"], np.nan)
     notes: list[str] = []
-    bounded = np.isfinite(point[f"edge_{side}"]).any().item()
+    bounded = bool(np.isfinite(point[f"edge_{side}"]).any())
     if not bounded:
         notes.append(f"loss {loss}: the spectrum is unbounded on the {side}: no gap to measure")
         return values, uncertainty, notes
