@@ -7,9 +7,10 @@ Only this module knows Zarr.  The layout is the one of ``shared/DESIGN.md``:
   ``side`` = ``"bottom"``/``"top"`` and ``rank``, 0 = most extreme), ``target`` (``mu``, ``w_star``,
   ``w``) and ``spike_index`` (at most :data:`MAX_SPIKES` predicted spikes, ascending, NaN padded);
 * Monte Carlo variables ``eigenvalues``, ``mc_align``, ``mc_negative_fraction``; theory variables
-  ``density``, ``density_x``, ``edge_left``, ``edge_right``, ``spike``, ``spike_align``, ``atom_zero``,
-  ``negative_fraction``, ``mass``, ``converged``, ``residual``, ``spikes_defined``, ``note``; and the
-  bookkeeping ``status``, ``error`` and ``done`` per point ``(c, loss, signal, trial)``.
+  ``density``, ``density_x``, ``edge_left``, ``edge_right``, ``bulk_count`` (the number of disjoint
+  intervals of the support), ``spike``, ``spike_align``, ``atom_zero``, ``negative_fraction``,
+  ``mass``, ``converged``, ``residual``, ``spikes_defined``, ``note``; and the bookkeeping
+  ``status``, ``error`` and ``done`` per point ``(c, loss, signal, trial)``.
 
 **The unit of writing is a cell** ``(i_c, i_signal)``: every variable is chunked one cell wide along
 ``c`` and ``signal`` and full along every other dimension, so one :func:`write_cell` call writes
@@ -20,8 +21,9 @@ any order.  A write stores the data, ``status`` and ``error`` first, then ``done
 **Not run versus NaN.**  Zarr v3 does not store a chunk equal to the fill value, and reads a chunk
 never written as the fill value; float results can be NaN legitimately (an alignment with a zero
 target, padded spikes).  So the data never tells "not run" from "ran": only ``status`` and ``done``
-do.  The fill values are NaN (floats), ``False`` (bools), ``0`` (``status``) and ``""`` (strings), so
-an unwritten point reads as ``status == STATUS_PENDING``, ``done == False``.
+do.  The fill values are NaN (floats), ``False`` (bools), ``0`` (integers) and ``""`` (strings), so
+an unwritten point reads as ``status == STATUS_PENDING``, ``done == False`` (and ``bulk_count == 0``:
+a written point has at least one bulk).
 
 **Encoding.**  Strings (``loss``, ``side``, ``target`` labels, ``error`` and ``note`` messages) are
 Zarr v3 variable-length UTF-8 strings (data type ``"string"``, numpy ``StringDType``): fixed-width
@@ -100,6 +102,7 @@ _VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype[Any]]] = {
     "density_x": ((*_THEORY, "x"), np.dtype(np.float64)),
     "edge_left": (_THEORY, np.dtype(np.float64)),
     "edge_right": (_THEORY, np.dtype(np.float64)),
+    "bulk_count": (_THEORY, np.dtype(np.int16)),
     "spike": ((*_THEORY, "spike_index"), np.dtype(np.float64)),
     "spike_align": ((*_THEORY, "spike_index", "target"), np.dtype(np.float64)),
     "atom_zero": (_THEORY, np.dtype(np.float64)),
@@ -121,6 +124,7 @@ _DESCRIPTIONS = {
     "density_x": "abscissae of the density",
     "edge_left": "leftmost edge of the bulk support (-inf if unbounded)",
     "edge_right": "rightmost edge of the bulk support (+inf if unbounded)",
+    "bulk_count": "number of disjoint intervals (bulks) of the support (0 where no theory result)",
     "spike": "predicted isolated eigenvalues, ascending, NaN padded",
     "spike_align": "predicted squared cosine of each spike's eigenvector with the unit target",
     "atom_zero": "mass of the limiting spectrum at 0",
@@ -463,7 +467,7 @@ def _attrs(spec: SweepSpec) -> dict[str, Any]:
             "done": STATUS_DONE,
             "failed": STATUS_FAILED,
         },
-        "fill_values": "NaN (float), false (bool), 0 (status: pending), '' (strings)",
+        "fill_values": "NaN (float), false (bool), 0 (integers; status: pending), '' (strings)",
     }
 
 
@@ -549,6 +553,7 @@ def _cell_arrays(
         arrays["density_x"][at] = result.x
         arrays["edge_left"][at] = result.edge_left
         arrays["edge_right"][at] = result.edge_right
+        arrays["bulk_count"][at] = result.edges.shape[0]
         arrays["spike"][0, i_loss, 0, :n_spikes] = result.spikes
         for i_target, target in enumerate(TARGETS):
             arrays["spike_align"][0, i_loss, 0, :n_spikes, i_target] = result.spike_align[target]

@@ -57,6 +57,7 @@ VARIABLES = {
     "density_x": ("c", "loss", "signal", "x"),
     "edge_left": ("c", "loss", "signal"),
     "edge_right": ("c", "loss", "signal"),
+    "bulk_count": ("c", "loss", "signal"),
     "spike": ("c", "loss", "signal", "spike_index"),
     "spike_align": ("c", "loss", "signal", "spike_index", "target"),
     "atom_zero": ("c", "loss", "signal"),
@@ -158,6 +159,7 @@ def test_template_layout_and_attributes(cube_path: Path, spec: SweepSpec) -> Non
     assert not cube["done"].values.any()
     assert (cube["status"].values == STATUS_PENDING).all()
     assert cube["status"].dtype == np.int8
+    assert cube["bulk_count"].dtype == np.int16 and (cube["bulk_count"].values == 0).all()
     assert (cube["error"].values == "").all()
     assert np.isnan(cube["eigenvalues"].values).all()
 
@@ -222,6 +224,7 @@ def test_cell_round_trips_exactly_with_real_results(cube_path: Path, spec: Sweep
             )
         for name in ("atom_zero", "negative_fraction", "mass", "residual", "edge_left", "edge_right"):
             assert point[name].item() == getattr(result, name) or np.isnan(getattr(result, name)), name
+        assert point["bulk_count"].item() == result.edges.shape[0] == 1
         assert point["converged"].item() is result.converged
         assert point["spikes_defined"].item() is result.spikes_defined
         assert point["note"].item() == result.note
@@ -404,6 +407,38 @@ def test_open_cube_is_labelled(cube_path: Path, spec: SweepSpec) -> None:
     assert not point["done"].sel(signal=0.0).values.any()
     assert point["edge_left"].sel(signal=2.5).values == -1.0
     assert cube.sel(c=0.5, loss="exponential", signal=2.5)["edge_left"].values == -np.inf
+
+
+# The paper's figure 2c/2d: C = diag(1, t) in halves, one bulk at t = 1, two at t = 4.
+TWO_BLOCKS = """
+name: blocks
+p: 20
+grid: {c: [0.125], loss: [logistic], signal: [1.0, 4.0]}
+signal: cov.eigenvalues[1]
+fixed:
+  w_star: {norm: 0}
+  mu: {norm: 1, angle: 90, spread: true}
+  w: {norm: 1, angle: 90, spread: true}
+  cov: {eigenvalues: [1, null], weights: [0.5, 0.5]}
+theory: {points: 64}
+"""
+
+
+def test_bulk_count_round_trips(tmp_path: Path) -> None:
+    spec = parse_sweep(TWO_BLOCKS)
+    path = tmp_path / "blocks.zarr"
+    create_store(path, spec)
+    solved = [theory.solve(spec.scenario(0, 0, i), points=spec.theory.points) for i in range(2)]
+    assert [len(result.edges) for result in solved] == [1, 2]
+    for i_signal, result in enumerate(solved):
+        write_cell(path, spec, 0, i_signal, [result], [[fake_montecarlo(spec, 0, 0, i_signal, 0)]])
+    cube = open_cube(path)
+    assert cube["bulk_count"].sel(c=0.125, loss="logistic").values.tolist() == [1, 2]
+    # A theory that failed leaves the count at its fill value, 0: no point has zero bulks.
+    write_cell(
+        path, spec, 0, 1, [CellFailure("RuntimeError: no edge")], [[fake_montecarlo(spec, 0, 0, 1, 0)]]
+    )
+    assert open_cube(path)["bulk_count"].values.ravel().tolist() == [1, 0]
 
 
 def test_no_extreme_eigenvectors(tmp_path: Path) -> None:
