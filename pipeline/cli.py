@@ -6,6 +6,7 @@
     hessweep status STORE [--format text|json]
     hessweep query STORE --var NAME [--sel DIM=VALUE ...] [--format table|csv|json]
     hessweep validate SWEEP
+    hessweep plot STORE KIND -o FILE [options]    (KIND: phase-diagram, spectrum, alignment)
 
 Exit codes: 0 success; 1 a run finished but some points failed; 2 bad input (an invalid sweep, a
 store made by another sweep, a bad selection, ...), reported as one line ``hessweep: <message>``
@@ -121,6 +122,26 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a sweep; print its points, tasks and work")
     validate.add_argument("sweep", metavar="SWEEP")
     validate.set_defaults(handler=_validate)
+
+    plot = commands.add_parser(
+        "plot",
+        help="draw a figure of a store as PNG or PDF",
+        description="Draw a figure of a store: phase-diagram [--loss NAME] [--var align|gap] "
+        "[--side auto|left|right]; spectrum --sel c=.. loss=.. signal=.. [--mp-fit] [--bins N]; "
+        "alignment --loss NAME --c VALUE [--target mu|w_star|w] [--side ...].",
+    )
+    plot.add_argument("store", metavar="STORE")
+    plot.add_argument("kind", metavar="KIND", help="phase-diagram, spectrum or alignment")
+    plot.add_argument("-o", "--output", metavar="FILE", help="the image to write: .png or .pdf")
+    plot.add_argument("--loss", metavar="NAME", help="phase-diagram (default: every loss), alignment")
+    plot.add_argument("--var", metavar="align|gap", help="phase-diagram: the colour (default: align)")
+    plot.add_argument("--side", metavar="auto|left|right", help="phase-diagram, alignment (default: auto)")
+    plot.add_argument("--sel", nargs="+", metavar="DIM=VALUE", help="spectrum: c=.. loss=.. signal=..")
+    plot.add_argument("--mp-fit", action="store_true", help="spectrum: add the fitted Marchenko–Pastur law")
+    plot.add_argument("--bins", metavar="N", help="spectrum: histogram bins across the view (default: 50)")
+    plot.add_argument("--c", metavar="VALUE", help="alignment: a value of the c axis")
+    plot.add_argument("--target", metavar="mu|w_star|w", help="alignment (default: the signal's vector)")
+    plot.set_defaults(handler=_plot)
     return parser
 
 
@@ -315,9 +336,9 @@ def select(cube: Any, var: str, selection: Mapping[str, str]) -> Any:
     return values.isel(positions)
 
 
-def _position(cube: Any, dim: str, text: str) -> int:
-    """Index along ``dim`` of the value written ``text``."""
-    where = f"--sel {dim}={text}"
+def _position(cube: Any, dim: str, text: str, where: str | None = None) -> int:
+    """Index along ``dim`` of the value written ``text``; errors start with ``where`` (the option)."""
+    where = where or f"--sel {dim}={text}"
     size = cube.sizes[dim]
     if dim not in cube.coords:
         index = _integer(text, where)
@@ -348,6 +369,108 @@ def _integer(text: str, where: str) -> int:
         return int(text)
     except ValueError:
         raise SelectionError(f"{where}: not an integer") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# plot
+# ----------------------------------------------------------------------------------------------
+
+# The options of each kind of figure (by attribute name), and those each one requires.
+_PLOT_OPTIONS = {
+    "phase-diagram": ("loss", "var", "side"),
+    "spectrum": ("sel", "mp_fit", "bins"),
+    "alignment": ("loss", "c", "target", "side"),
+}
+_PLOT_REQUIRED = {"phase-diagram": (), "spectrum": ("sel",), "alignment": ("loss", "c")}
+_SPECTRUM_DIMS = ("c", "loss", "signal")
+
+
+def _plot(args: argparse.Namespace) -> int:
+    # matplotlib loads only for this command.
+    from pipeline import plots, store
+
+    _check_plot_options(args)
+    cube = store.open_cube(args.store)
+    if args.kind == "phase-diagram":
+        loss = _plot_loss(cube, args.loss) if args.loss is not None else None
+        figure = plots.phase_diagram(cube, loss=loss, var=args.var or "align", side=args.side or "auto")
+    elif args.kind == "spectrum":
+        at = _spectrum_point(cube, args.sel)
+        bins = plots.DEFAULT_BINS if args.bins is None else int(args.bins)
+        figure = plots.spectrum(cube, **at, mp_fit=args.mp_fit, bins=bins)
+    else:
+        c = float(cube["c"].values[_position(cube, "c", args.c, where=f"--c {args.c}")])
+        figure = plots.alignment(
+            cube, loss=_plot_loss(cube, args.loss), c=c, target=args.target, side=args.side or "auto"
+        )
+    plots.save(figure, args.output)
+    print(args.output)
+    return 0
+
+
+def _check_plot_options(args: argparse.Namespace) -> None:
+    """Everything that can be checked before the store is opened: kind, options, values, suffix."""
+    from pipeline.plots import KINDS, PHASE_VARIABLES, SIDES, SUFFIXES, PlotError
+    from pipeline.scenario import TARGETS
+
+    if args.kind not in KINDS:
+        raise PlotError(f"KIND {args.kind}: not a kind of figure (kinds: {', '.join(KINDS)})")
+    given = [
+        name
+        for name in ("loss", "var", "side", "sel", "bins", "c", "target")
+        if getattr(args, name) is not None
+    ]
+    given += ["mp_fit"] if args.mp_fit else []
+    for name in given:
+        if name not in _PLOT_OPTIONS[args.kind]:
+            options = ", ".join(_flag(option) for option in _PLOT_OPTIONS[args.kind])
+            raise PlotError(f"{_flag(name)}: not an option of {args.kind} (its options: {options})")
+    for name in _PLOT_REQUIRED[args.kind]:
+        if getattr(args, name) is None:
+            raise PlotError(f"{_flag(name)}: required for {args.kind}")
+    for name, choices in (("var", PHASE_VARIABLES), ("side", SIDES), ("target", TARGETS)):
+        value = getattr(args, name)
+        if value is not None and value not in choices:
+            raise PlotError(f"{_flag(name)} {value}: must be one of {', '.join(choices)}")
+    if args.bins is not None and not (args.bins.isdigit() and int(args.bins) >= 1):
+        raise PlotError(f"--bins {args.bins}: must be an integer >= 1")
+    if args.output is None:
+        raise PlotError(f"-o: required: the image file to write ({' or '.join(SUFFIXES)})")
+    suffix = os.path.splitext(args.output)[1]
+    if suffix.lower() not in SUFFIXES:
+        shown = f"{suffix!r}" if suffix else "no suffix"
+        raise PlotError(f"-o {args.output}: cannot write {shown} (use {' or '.join(SUFFIXES)})")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _plot_loss(cube: Any, name: str) -> str:
+    from pipeline.plots import PlotError
+
+    losses = [str(label) for label in cube["loss"].values.tolist()]
+    if name not in losses:
+        raise PlotError(f"--loss {name}: not a loss of this cube (losses: {', '.join(losses)})")
+    return name
+
+
+def _spectrum_point(cube: Any, items: Sequence[str]) -> dict[str, Any]:
+    """``c``, ``loss`` and ``signal`` of ``--sel``, as grid values (matched as ``query`` does)."""
+    from pipeline.plots import PlotError
+
+    selection = _parse_sel(items)
+    for dim in selection:
+        if dim not in _SPECTRUM_DIMS:
+            raise PlotError(f"--sel {dim}={selection[dim]}: spectrum selects only c, loss and signal")
+    missing = [dim for dim in _SPECTRUM_DIMS if dim not in selection]
+    if missing:
+        raise PlotError(f"--sel: spectrum needs c, loss and signal (missing: {', '.join(missing)})")
+    at: dict[str, Any] = {}
+    for dim in _SPECTRUM_DIMS:
+        value = cube[dim].values[_position(cube, dim, selection[dim])]
+        at[dim] = str(value) if dim == "loss" else float(value)
+    return at
 
 
 def _json_value(value: Any) -> Any:
