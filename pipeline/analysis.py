@@ -130,7 +130,8 @@ def extreme_alignment(ds: xr.Dataset, target: str, side: str) -> xr.DataArray:
 def _atom_count(ds: xr.Dataset) -> xr.DataArray:
     """How many Monte Carlo eigenvalues belong to the atom at 0 (the theory's mass times p)."""
     p = ds.sizes["eig"]
-    count: xr.DataArray = (ds["atom_zero"].fillna(0.0) * p).round().astype(int).clip(0, p - 1)
+    # Computed now: a lazy (dask) array cannot index another one.
+    count: xr.DataArray = (ds["atom_zero"].fillna(0.0) * p).round().astype(int).clip(0, p - 1).compute()
     return count
 
 
@@ -502,7 +503,7 @@ def _mp_edges(c: float) -> tuple[float, float]:
 
 def marchenko_pastur_density(x: np.ndarray, c: float, shift: float = 0.0, scale: float = 1.0) -> np.ndarray:
     """Density of ``shift + scale · MP(c)`` (continuous part; the atom ``max(0, 1 − 1/c)`` at
-    ``shift`` is left out).
+    ``shift`` is left out).  A negative ``scale`` mirrors the law.
 
     ``MP(c)`` is the limiting eigenvalue law of ``XᵀX/n``, ``X`` of ``n × p`` standard Gaussians,
     ``p/n → c``: density ``√((b − x)(x − a)) / (2πcx)`` on ``[a, b] = [(1 − √c)², (1 + √c)²]``.
@@ -517,7 +518,7 @@ def marchenko_pastur_density(x: np.ndarray, c: float, shift: float = 0.0, scale:
     inside = (u > a) & (u < b)
     safe = np.where(inside, u, 1.0)
     value = np.sqrt(np.maximum((b - safe) * (safe - a), 0.0)) / (2.0 * math.pi * c * safe)
-    return np.where(inside, value / scale, 0.0)
+    return np.where(inside, value / abs(scale), 0.0)
 
 
 def _mp_table(c: float) -> tuple[np.ndarray, np.ndarray]:

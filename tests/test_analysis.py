@@ -16,6 +16,7 @@ from pipeline.analysis import (
     extreme_gap,
     fit_statistics,
     marchenko_pastur_cdf,
+    marchenko_pastur_density,
     marchenko_pastur_fit,
     phase_boundary,
     signal_vector,
@@ -228,8 +229,8 @@ def test_extreme_gap_and_alignment_read_the_right_eigenpairs(square_mc) -> None:
 
 
 def test_left_gap_skips_the_atom_at_zero(cube_from_yaml: CubeFactory) -> None:
-    ds = open_cube(cube_from_yaml(SQUARE_WIDE)).load()
-    gap = extreme_gap(ds, "left")
+    ds = open_cube(cube_from_yaml(SQUARE_WIDE))  # lazy, as opened
+    gap = extreme_gap(ds, "left").compute()
     # c = 2: half the eigenvalues are 0; the gap is measured from the smallest of the others,
     # so it is O(p^{-2/3}) next to the edge (1 − √2)² ≈ 0.17, not 0.17 itself.
     assert np.abs(gap.values).max() < 0.1
@@ -297,5 +298,9 @@ def test_marchenko_pastur_fit_recovers_shift_scale_and_mirror(rng: np.random.Gen
         assert fit.ks < 0.05
     uniform = np.linspace(0.0, 1.0, 2000)
     assert marchenko_pastur_fit(uniform, 0.3).ks > 0.05
+    # The density of a mirrored law is the mirror image, positive, with the same mass.
+    x = np.linspace(-10.0, 1.0, 20001)
+    mirrored = marchenko_pastur_density(x, 0.3, shift=0.5, scale=-2.0)
+    assert mirrored.min() >= 0 and np.trapezoid(mirrored, x) == pytest.approx(1.0, abs=1e-3)
     # The distribution function includes the atom of c > 1 and ends at 1.
     assert marchenko_pastur_cdf(np.array([-1e-9, 0.0]), 2.0).tolist() == pytest.approx([0.0, 0.5])
