@@ -32,7 +32,7 @@ from scipy.optimize import brentq, minimize
 
 from pipeline.scenario import TARGETS
 from pipeline.sweep import SweepSpec
-from pipeline.theory import spike_margin
+from pipeline.theory import solve, spike_margin
 from pipeline.theory.bulk import cumulative_mass
 
 __all__ = [
@@ -60,6 +60,9 @@ _MC_SIDE = {"left": "bottom", "right": "top"}
 _ALIGN_PRESENT = 1e-8
 # Root-finding tolerance on the signal, relative to the bracket (the grid spacing).
 _BOUNDARY_XTOL = 1e-10
+# Bisection on the presence of a spike (where det G at the edge is unavailable) stops at this
+# fraction of the bracket: solve() sees a spike from ~4e-5 of a bracket past its birth.
+_PRESENCE_XTOL = 1e-4
 # Points tried inside a bracket whose ends do not differ in sign (two spikes born in one step).
 _BRACKET_SPLITS = 16
 # The 99.9% quantile of a χ²₁ variable: the cos² of a random unit vector with a fixed one, times p,
@@ -211,15 +214,19 @@ def phase_boundary(
 
     Notes
     -----
-    The Monte Carlo estimate uses the amplitude of the outlier, ``r = √max(gap, 0)`` with the
-    gap between the extreme eigenvalue and the theory's edge (:func:`extreme_gap`): past a
-    transition of the BBP kind the gap grows like ``(s − s_c)²``, so ``r`` grows linearly and is
-    extrapolated to 0 from the first two grid values where most trials show an outlier (gap > 0
-    and an alignment with the target above that of a random direction, ``10.83/p``: 99.9% of
-    random directions stay below).  The uncertainty is the jackknife spread of that estimate
-    over trials combined with the grid's resolution at the bracket (spacing ``/√12``): the
-    extrapolation of a curved ``r(s)`` over a grid step, and the finite-``p`` rounding of the
-    transition over a window ``~p^{-1/3}``, are of that order.
+    The Monte Carlo estimate counts, at each grid value, the trials that show an outlier: the
+    extreme eigenvalue beyond the theory's edge (:func:`extreme_gap` > 0) with an eigenvector
+    carrying the target more than a random direction does (cos² > ``10.83/p``, which 99.9% of
+    random directions stay below).  The boundary is where that fraction crosses 1/2 for good,
+    linearly between grid values (for a single trial, whose fraction is 0 or 1, the middle of
+    the grid step where its outlier appears).  No shape of the gap is assumed: it grows like ``(s − s_c)²``
+    past a BBP transition but about linearly past the model-induced one of ``sweeps/model_right``,
+    and extrapolations that assume one fail on the other.  The uncertainty combines the spread
+    (standard deviation) of the single trials' boundaries — at finite ``p`` the transition is
+    smeared over a window ``~p^{-1/3}``, and the outlier appears at a different signal in each
+    trial — with the grid's resolution at the crossing (half the grid step: with a few trials
+    the fraction often jumps from 0 to 1 within one step, and the transition can lie anywhere in
+    it).
     """
     if source not in ("theory", "mc"):
         raise ValueError(f"source: must be 'theory' or 'mc', not {source!r}")
@@ -289,27 +296,57 @@ def _theory_boundary(
         def margin(value: float, c: float = c) -> float:
             return spike_margin(spec.scenario_at(c, loss, value), side)
 
+        def present_at(value: float, c: float = c) -> bool:
+            result = solve(spec.scenario_at(c, loss, value), points=spec.theory.points)
+            edge = result.edge_right if side == "right" else result.edge_left
+            beyond = result.spikes > edge if side == "right" else result.spikes < edge
+            return bool(np.any(beyond & (result.spike_align[target] > _ALIGN_PRESENT)))
+
         root = _bracketed_root(margin, a, b)
-        if root is None:
-            notes.append(f"c = {c:g}: det G at the edge does not change sign in [{a:g}, {b:g}]")
+        if root is not None:
+            values[i_c], uncertainty[i_c] = root, _BOUNDARY_XTOL * (b - a)
             continue
-        values[i_c] = root
-        uncertainty[i_c] = _BOUNDARY_XTOL * (b - a)
+        # det G at the edge is not available (an edge the edge equations did not converge to, so
+        # no δ there) or has no sign change: bisect on whether solve() sees the spike.
+        values[i_c], uncertainty[i_c] = _bisect_presence(present_at, a, b)
+        notes.append(
+            f"c = {c:g}: det G at the edge unavailable in [{a:g}, {b:g}]; bisected on the spike's "
+            f"presence to ±{uncertainty[i_c]:.1e}"
+        )
     return values, uncertainty, notes
 
 
 def _bracketed_root(function: Callable[[float], float], a: float, b: float) -> float | None:
-    """A root of ``function`` in ``[a, b]`` (the first sign change), or ``None``."""
-    points = np.linspace(a, b, 2)
+    """A root of ``function`` in ``[a, b]`` (the first sign change), or ``None`` (also where the
+    function is NaN at the ends or on the way)."""
     values = np.array([function(a), function(b)])
+    if np.isnan(values).any():
+        return None
+    points = np.array([a, b])
     if not np.sign(values[0]) * np.sign(values[1]) < 0:
         points = np.linspace(a, b, _BRACKET_SPLITS + 1)
         values = np.array([values[0], *(function(x) for x in points[1:-1]), values[1]])
     changes = np.flatnonzero(np.sign(values[:-1]) * np.sign(values[1:]) < 0)
-    if changes.size == 0:
+    if changes.size == 0 or np.isnan(values[: changes[0] + 2]).any():
         return None
     lo, hi = points[changes[0]], points[changes[0] + 1]
-    return float(brentq(function, lo, hi, xtol=_BOUNDARY_XTOL * (b - a)))
+    try:
+        return float(brentq(function, lo, hi, xtol=_BOUNDARY_XTOL * (b - a)))
+    except ValueError:  # a NaN met inside the bracket
+        return None
+
+
+def _bisect_presence(present: Callable[[float], bool], a: float, b: float) -> tuple[float, float]:
+    """Bisection on ``present`` (off at ``a``, on at ``b``): the middle and half-width at the end.
+
+    The half-width stops at ``_PRESENCE_XTOL`` of the bracket: a spike closer to the edge than the
+    spike scan resolves is not seen, which biases presence by about that much (bench/boundary.py).
+    """
+    width = b - a
+    while b - a > 2 * _PRESENCE_XTOL * width:
+        middle = 0.5 * (a + b)
+        a, b = (a, middle) if present(middle) else (middle, b)
+    return 0.5 * (a + b), 0.5 * (b - a)
 
 
 def _mc_boundary(
@@ -333,35 +370,33 @@ def _mc_boundary(
             notes.append(f"c = {c:g}: fewer than two complete trials")
             continue
         outlier = (gap[i_c][:, trials] > 0) & (align[i_c][:, trials] > _RANDOM_ALIGN / p)
-        # The onset: from there on, most trials show an outlier.
-        majority = outlier.mean(axis=1) > 0.5
-        onset = _onset(np.logical_and.accumulate(majority[::-1])[::-1])
-        if onset is None or onset + 1 >= signal.size:
+        estimate = _half_crossing(signal, outlier.mean(axis=1))
+        if math.isnan(estimate):
             notes.append(f"c = {c:g}: no outlier appears on the {side} within the grid")
             continue
-        amplitude = np.sqrt(np.maximum(gap[i_c][:, trials], 0.0))
-        estimate = _extrapolated_onset(signal, amplitude.mean(axis=1), onset)
-        leave_one_out = np.array(
-            [
-                _extrapolated_onset(signal, np.delete(amplitude, t, axis=1).mean(axis=1), onset)
-                for t in range(trials.size)
-            ]
-        )
-        n = trials.size
-        jackknife = math.sqrt((n - 1) / n * float(np.sum((leave_one_out - leave_one_out.mean()) ** 2)))
-        resolution = (signal[onset] - signal[onset - 1]) / math.sqrt(12.0)
+        # Each trial's own transition: the middle of the grid step where its outlier appears for
+        # good.  Their spread is the finite-p smearing of the transition, trial to trial.
+        own = np.array([_half_crossing(signal, outlier[:, t].astype(float)) for t in range(trials.size)])
+        spread = float(np.std(own[np.isfinite(own)], ddof=1)) if np.isfinite(own).sum() > 1 else 0.0
+        onset = int(np.searchsorted(signal, estimate))
+        # Half the grid step: the fraction often jumps from below 1/2 to 1 within one step, and
+        # the transition can then lie anywhere in it.
+        resolution = 0.5 * (signal[onset] - signal[onset - 1])
         values[i_c] = estimate
-        uncertainty[i_c] = math.hypot(jackknife, resolution)
+        uncertainty[i_c] = math.hypot(spread, resolution)
     return values, uncertainty, notes
 
 
-def _extrapolated_onset(signal: np.ndarray, amplitude: np.ndarray, onset: int) -> float:
-    """Where the line through the amplitude at ``onset`` and ``onset + 1`` reaches 0."""
-    s0, s1 = signal[onset], signal[onset + 1]
-    r0, r1 = amplitude[onset], amplitude[onset + 1]
-    if r1 <= r0:
-        return float(s0)
-    return float(s0 - r0 * (s1 - s0) / (r1 - r0))
+def _half_crossing(signal: np.ndarray, fraction: np.ndarray) -> float:
+    """Where ``fraction`` (of trials with an outlier) crosses 1/2 for good, linear between grid
+    values; NaN if it does not within the grid (or is at least 1/2 from the first value on)."""
+    settled = np.logical_and.accumulate((fraction >= 0.5)[::-1])[::-1]
+    onset = _onset(settled)
+    if onset is None:
+        return math.nan
+    f0, f1 = fraction[onset - 1], fraction[onset]
+    s0, s1 = signal[onset - 1], signal[onset]
+    return float(s0 + (0.5 - f0) / (f1 - f0) * (s1 - s0))
 
 
 # ----------------------------------------------------------------------------------------------

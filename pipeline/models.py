@@ -301,6 +301,10 @@ def _phase_curvature(y: np.ndarray, h: np.ndarray) -> np.ndarray:
     return 3.0 * h**2 - y
 
 
+def _spectral_curvature(y: np.ndarray, h: np.ndarray) -> np.ndarray:
+    return np.broadcast_to(np.asarray(y, dtype=float), np.broadcast_shapes(np.shape(y), np.shape(h))).copy()
+
+
 @dataclass(frozen=True)
 class Loss:
     """A loss ``ℓ(y, h)`` through its curvature.
@@ -341,6 +345,10 @@ LOSSES: dict[str, Loss] = {
             _phase_curvature,
             lambda h_const, y_bounds: (y_bounds[1], h_const and y_bounds[0]),
         ),
+        # ℓ = y h²/2, g = y: the Hessian is the spectral-initialisation matrix (1/n) Σ T(yᵢ) xᵢxᵢᵀ
+        # (Mondelli–Montanari, Lu–Li), whose top eigenvector estimates w*; g is bounded where
+        # the (transformed) labels are.
+        Loss("spectral", False, _spectral_curvature, lambda h_const, y_bounds: y_bounds),
     )
 }
 

@@ -137,7 +137,8 @@ class Scenario:
     model : str or mapping, default ``"logistic"``
         Response model: ``"logistic"``, ``"phase"``, ``"linear"`` or ``{name: linear, noise: σ}``.
     loss : str, default ``"logistic"``
-        ``"logistic"``, ``"exponential"``, ``"square"`` or ``"phase"``.
+        ``"logistic"``, ``"exponential"``, ``"square"``, ``"phase"`` or ``"spectral"``
+        (``ℓ = T(y) h²/2``: the spectral-initialisation matrix ``(1/n) Σ T(yᵢ) xᵢxᵢᵀ``).
     mu : mapping, default ``{"norm": 0}``
         Feature mean ``{norm, angle, spread}``; ``angle`` in degrees to ``w*``.
     w_star : mapping, default ``{"norm": 1}``

@@ -25,6 +25,7 @@ LOSS_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "exponential": lambda y, h: np.exp(-y * h),
     "square": lambda y, h: (y - h) ** 2 / 2,
     "phase": lambda y, h: (y - h**2) ** 2 / 4,
+    "spectral": lambda y, h: y * h**2 / 2,
 }
 
 # Central second difference: truncation error ≈ ε² ℓ''''/12 ≈ 1e-8 and rounding error
@@ -48,7 +49,7 @@ def second_difference(loss: Callable[[np.ndarray, np.ndarray], np.ndarray], y: n
 
 def test_registries_are_keyed_by_name() -> None:
     assert set(MODELS) == {"logistic", "phase", "linear"}
-    assert set(LOSSES) == {"logistic", "exponential", "square", "phase"}
+    assert set(LOSSES) == {"logistic", "exponential", "square", "phase", "spectral"}
     assert LABEL_TRANSFORMS == ("raw", "trim", "optimal")
     assert all(model.name == key for key, model in MODELS.items())
     assert all(loss.name == key for key, loss in LOSSES.items())
@@ -190,6 +191,8 @@ def test_label_bounds() -> None:
         ("phase", True, (True, False), (False, True)),  # g = 3h² − y: y unbounded above
         ("phase", False, (True, True), (True, False)),  # 3h² unbounded above
         ("phase", True, (False, True), (True, False)),
+        ("spectral", False, (True, False), (True, False)),  # g = y: bounded where the labels are
+        ("spectral", False, (True, True), (True, True)),
     ],
 )
 def test_loss_bounds(name: str, h_constant: bool, label_bounds: tuple[bool, bool], expected) -> None:

@@ -193,14 +193,14 @@ def check_model_left(spec: SweepSpec) -> None:
 
 
 def check_model_right(spec: SweepSpec) -> None:
-    # g = −clip(w*ᵀx, ±τ) is bounded and odd: a spike aligned with w* leaves the RIGHT edge, with
-    # its mirror image on the left, at small ‖w*‖ and c; none at ‖w*‖ = 1 or at c = 0.4.
-    inside = solve(spec, 0.05, "phase", 0.3)
-    assert inside.spikes_defined
-    assert right_spikes(inside, "w_star").size == 1 and right_spikes(inside, "w_star")[0] > CARRIES
-    assert inside.spikes == pytest.approx(-inside.spikes[::-1], rel=1e-6)
-    for c, w_star in ((0.05, 1.0), (0.4, 0.3)):
-        assert solve(spec, c, "phase", w_star).spikes.size == 0
+    # g = T(y), y = (w*ᵀx)², grows with |w*ᵀx|: as ‖w*‖ grows a spike carrying w* leaves the
+    # RIGHT edge (none on the left), later at larger c.
+    signal = spec.grid.signal
+    for c, below, above in ((0.1, signal[0], signal[2]), (1.0, signal[2], signal[4])):
+        assert right_spikes(solve(spec, c, "spectral", below), "w_star").size == 0
+        past = solve(spec, c, "spectral", above)
+        assert right_spikes(past, "w_star").size == 1 and right_spikes(past, "w_star")[0] > CARRIES
+        assert left_spikes(past, "w_star").size == 0
 
 
 def check_spectral_init(spec: SweepSpec) -> None:

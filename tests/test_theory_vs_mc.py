@@ -151,3 +151,16 @@ def test_spectral_initialisation_spike_against_monte_carlo(labels: object) -> No
     )
     observed = np.mean([d.align_bottom["w_star"][0] for d in results])
     assert observed == pytest.approx(limit.spike_align["w_star"][0], abs=ALIGN_ABSOLUTE)
+
+
+def test_spectral_loss_right_spike_against_monte_carlo() -> None:
+    # The spectral loss ℓ = T(y) h²/2: H = (1/n) Σ T(y_i) x_i x_iᵀ itself, whose TOP eigenvector
+    # is the spectral estimate of w* (sweeps/model_right.yaml).  p = 1000 as above.
+    scenario = Scenario(0.5, model="phase", loss="spectral", w="zero", labels="optimal")
+    limit = theory.solve(scenario)
+    results = draws(scenario, p=1000)
+    assert np.mean([d.eigenvalues[-1] for d in results]) == pytest.approx(
+        limit.spikes[-1], rel=2 * SPIKE_RELATIVE
+    )
+    observed = np.mean([d.align_top["w_star"][0] for d in results])
+    assert observed == pytest.approx(limit.spike_align["w_star"][-1], abs=ALIGN_ABSOLUTE)
