@@ -50,6 +50,10 @@ def kolmogorov(result: theory.TheoryResult, eigenvalues: np.ndarray) -> float:
 CASES = {
     "logistic/logistic": Scenario(0.5, w_star={"norm": 1.0}),
     "logistic/exponential": Scenario(0.5, loss="exponential", w_star={"norm": 1.0}),
+    # A heavy log-normal tail (σ = 3): the mean of g is e^4.5 ≈ 90 times its median.
+    "logistic/exponential at ‖w‖ = 3": Scenario(
+        0.5, loss="exponential", w_star={"norm": 0.0}, w={"norm": 3.0}
+    ),
     # p = n: a hard edge at 0, where the density diverges like |x|^(-1/2).
     "logistic/logistic at c = 1": Scenario(1.0),
     # p = 2n: half the spectrum is an atom at 0.

@@ -58,6 +58,12 @@ _EDGE_TOLERANCE = 1e-13
 _EDGE_STEPS = 60
 _EDGE_SLACK = 0.5
 
+# The coarse support grid is refined where one panel holds more than _PANEL_MASS of the mass, each
+# such panel cut into _PANEL_SPLITS, at most _REFINE_ROUNDS times.
+_PANEL_MASS = 0.02
+_PANEL_SPLITS = 8
+_REFINE_ROUNDS = 4
+
 # Below this |η| the series of C(η) converges to rounding in _SERIES_TERMS terms
 # (remainder |η|^(2·_SERIES_TERMS) ≤ 1e-14); above it, the closed form through atanh.
 _SERIES_RADIUS = 0.1
@@ -453,6 +459,7 @@ def locate_support(
     x[np.abs(x) < 1e-9 * scale] = 1e-9 * scale
     delta, _ = equation.solve(x, scale)
     density = equation.density(delta, x + 1j * equation.eta(scale))
+    x, delta, density = _refine_heavy_panels(equation, x, delta, density, scale)
     inside = _inside(equation, x, delta, scale)
     edges: list[float] = []
     deltas: list[float] = []
@@ -481,6 +488,33 @@ def locate_support(
     intervals = [(edges[k], edges[k + 1]) for k in range(0, len(edges), 2)]
     end_deltas = [(deltas[k], deltas[k + 1]) for k in range(0, len(deltas), 2)]
     return Support(intervals, cut_left, cut_right, end_deltas, x, delta, density, inside)
+
+
+def _refine_heavy_panels(
+    equation: BulkEquation, x: np.ndarray, delta: np.ndarray, density: np.ndarray, scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Subdivide the coarse panels that hold more than ``_PANEL_MASS`` of the spectrum.
+
+    The coarse grid is uniform in ``asinh(x/scale)``, and ``scale`` follows ``E|g|``: for a
+    heavy-tailed law of ``g`` (log-normal, the exponential loss at ``‖w‖ ≥ 2``) the mean is far
+    above the typical ``g``, and the bulk's core falls into one or two coarse panels.  The final
+    grid is placed by the coarse distribution function, so those panels are cut into
+    ``_PANEL_SPLITS`` until none holds more than ``_PANEL_MASS`` (a few rounds at most).
+    """
+    for _ in range(_REFINE_ROUNDS):
+        mass = 0.5 * (density[1:] + density[:-1]) * np.diff(x)
+        heavy = np.flatnonzero(mass > _PANEL_MASS * max(float(mass.sum()), 1e-300))
+        if heavy.size == 0:
+            break
+        fractions = np.arange(1, _PANEL_SPLITS) / _PANEL_SPLITS
+        added = (x[heavy, None] + np.diff(x)[heavy, None] * fractions[None, :]).ravel()
+        added_delta, _ = equation.solve(added, scale)
+        added_density = equation.density(added_delta, added + 1j * equation.eta(scale))
+        order = np.argsort(np.concatenate([x, added]), kind="stable")
+        x = np.concatenate([x, added])[order]
+        delta = np.concatenate([delta, added_delta])[order]
+        density = np.concatenate([density, added_density])[order]
+    return x, delta, density
 
 
 def _cumulative(x: np.ndarray, density: np.ndarray) -> np.ndarray:

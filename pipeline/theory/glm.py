@@ -37,8 +37,8 @@ _SPIKE_MARGIN = 1.5
 # A density whose mass is off by more than this is flagged as not converged (the integration
 # error itself is below 1e-4 at square-root edges, 2e-3 at a hard edge).
 _MASS_WARNING = 1e-2
-# Where a semi-definite H's grid starts, relative to the far bound: off the atom at 0 and below
-# any edge the grid can resolve.
+# Where a semi-definite H's grid starts, relative to the spectral scale: off the atom at 0 and
+# below any edge the grid can resolve.
 _ZERO_OFFSET = 1e-9
 _UNBOUNDED_NOTE = (
     "the law of g is unbounded: Theorem 2 does not apply and no isolated eigenvalue is reported; "
@@ -114,10 +114,15 @@ class TheoryResult:
         return continuous + self.atom_zero * (values >= 0)
 
 
-def _grid_bounds(law: CurvatureLaw, bounds: tuple[bool, bool], t_max: float, c: float) -> tuple[float, float]:
+def _grid_bounds(
+    law: CurvatureLaw, bounds: tuple[bool, bool], t_max: float, c: float, scale: float
+) -> tuple[float, float]:
     """Where the bulk can lie: ``‖H‖ ≤ max|g| ‖X‖²/n`` with ``‖X‖²/n → t_max (1 + √c)²``.
 
-    On an unbounded side the extreme ``g`` is replaced by its ``_TAIL_MASS`` quantile.
+    On an unbounded side the extreme ``g`` is replaced by its ``_TAIL_MASS`` quantile.  A
+    semi-definite ``H``'s grid starts ``_ZERO_OFFSET`` of the spectral ``scale`` off 0 (of the far
+    bound if that is nearer): a heavy tail puts the far bound orders of magnitude above the bulk,
+    and a start relative to it could lie inside the bulk.
     """
     lower_bounded, upper_bounded = bounds
     g_lo = float(law.g.min()) if lower_bounded else law.quantile(_TAIL_MASS)
@@ -126,7 +131,8 @@ def _grid_bounds(law: CurvatureLaw, bounds: tuple[bool, bool], t_max: float, c: 
     lo, hi = min(g_lo, 0.0) * reach, max(g_hi, 0.0) * reach
     # A one-signed g makes H semi-definite: the bulk is on one side of 0, where the grid starts
     # just off the atom at 0 (which is handled apart).
-    return (lo if lo < 0 else _ZERO_OFFSET * hi), (hi if hi > 0 else _ZERO_OFFSET * lo)
+    near = _ZERO_OFFSET * min(scale, max(abs(lo), abs(hi)))
+    return (lo if lo < 0 else near), (hi if hi > 0 else -near)
 
 
 def _zero_hessian(points: int) -> TheoryResult:
@@ -175,8 +181,8 @@ class _Setup:
         centre, width, piece_mass = law.compressed(_SEARCH_PIECES)
         coarse = BulkEquation(c, t, pi, centre, piece_mass, width, atom_zero)
         lower_bounded, upper_bounded = scenario.curvature_bounds
-        lo, hi = _grid_bounds(law, scenario.curvature_bounds, float(t.max()), c)
         scale = float(np.abs(law.g) @ law.weight) * float(t @ pi) * (1.0 + math.sqrt(c)) ** 2
+        lo, hi = _grid_bounds(law, scenario.curvature_bounds, float(t.max()), c, scale)
         support = locate_support(
             coarse,
             fine,
