@@ -264,7 +264,7 @@ def test_geomspace_keeps_its_ends_exact() -> None:
         (
             sweep(grid=grid(loss=["hinge"])),
             "grid.loss[0]",
-            "unknown loss 'hinge' (known: exponential, logistic, phase, square)",
+            "unknown loss 'hinge' (known: exponential, logistic, phase, spectral, square)",
         ),
         (
             sweep(model="linear"),
