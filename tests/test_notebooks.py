@@ -29,8 +29,7 @@ NAMES = ("gallery", "phase_diagram", "spike_alignment")
 CELL_TIMEOUT = 300
 
 # The BBP transition with constant g (logistic model at w = 0): both losses leave the bulk at
-# ‖μ‖ = c^(1/4) = 0.71 and 1, each strictly inside the signal grid with two values above it (the
-# Monte Carlo estimate extrapolates from two).
+# ‖μ‖ = c^(1/4) = 0.71 and 1, each strictly inside the signal grid with values above it.
 FEATURE = """
 name: feature_small
 p: 100
@@ -58,6 +57,22 @@ grid:
   signal: [0.5, 1.5, 3.0, 6.0]
 signal: w.norm
 fixed: {w_star: {norm: 0.0}, mu: {norm: 0.0}, w: {angle: 0}}
+theory: {points: 96}
+"""
+# The spectral loss at optimal labels: a spike along w* leaves the right edge as ‖w*‖ grows
+# (at ‖w*‖ ≈ 0.55 for c = 0.25).
+RIGHT = """
+name: right_small
+p: 100
+trials: 2
+seed: 0
+model: phase
+grid:
+  c: [0.25]
+  loss: [spectral]
+  signal: [0.2, 0.8, 1.4]
+signal: w_star.norm
+fixed: {w: zero, mu: {norm: 0.0}, labels: optimal}
 theory: {points: 96}
 """
 # Spectral initialisation in phase retrieval, optimal and trimmed labels: the transition is in c.
@@ -161,7 +176,14 @@ def test_spike_alignment_draws_every_transition(
     results = tmp_path / "results"
     results.mkdir()
     sweeps = {}
-    for text, name in ((FEATURE, "feature"), (LEFT, "left"), (INIT_OPTIMAL, "init"), (INIT_TRIM, "trim")):
+    named = (
+        (FEATURE, "feature"),
+        (LEFT, "left"),
+        (RIGHT, "right"),
+        (INIT_OPTIMAL, "init"),
+        (INIT_TRIM, "trim"),
+    )
+    for text, name in named:
         cube = cube_from_yaml(text)
         # The notebook looks for RESULTS/<sweep name>.zarr: the complete cubes, built once per session.
         (results / cube.name).symlink_to(cube, target_is_directory=True)
@@ -169,6 +191,7 @@ def test_spike_alignment_draws_every_transition(
     env = {
         "HESSWEEP_FEATURE_SWEEP": str(sweeps["feature"]),
         "HESSWEEP_LEFT_SWEEP": str(sweeps["left"]),
+        "HESSWEEP_RIGHT_SWEEP": str(sweeps["right"]),
         "HESSWEEP_INIT_SWEEPS": f"{sweeps['init']},{sweeps['trim']},{tmp_path / 'absent.yaml'}",
         "HESSWEEP_RESULTS": str(results),
     }
@@ -178,9 +201,11 @@ def test_spike_alignment_draws_every_transition(
         for c in ("0.25", "1"):
             assert f"{loss}, c = {c}: theory alignment = (ρ² − c)/(ρ² + cρ) to" in checked
     assert "0 cells computed" in stdout(notebook, "left-run")
+    assert "0 cells computed" in stdout(notebook, "right-run")
     assert "absent.yaml: not found, skipped" in stdout(notebook, "init")
-    # 2 losses × 2 c on the right, the left gap and 1 alignment, the spectral-initialisation curves.
-    assert images(notebook) >= 7
+    # 2 losses × 2 c on the right, the left gap and 1 alignment, 1 model-induced right alignment,
+    # the spectral-initialisation curves.
+    assert images(notebook) >= 8
 
 
 def test_gallery_draws_the_papers_figures(monkeypatch: pytest.MonkeyPatch) -> None:
