@@ -347,17 +347,18 @@ def alignment(
         label="Monte Carlo: mean ± std over trials",
         gid="mc",
     )
+    label = signal_label(ds)
+    boundaries = {
+        source: _boundary(ds, name, source, resolved, target).sel(c=c_value) for source in ("theory", "mc")
+    }
     ax.plot(
-        signal[order],
-        np.asarray(curve["theory"].values)[order],
+        *_theory_curve(signal[order], np.asarray(curve["theory"].values)[order], float(boundaries["theory"])),
         "-",
         color="C1",
         label="theory",
         gid="theory",
     )
-    label = signal_label(ds)
-    for source in ("theory", "mc"):
-        boundary = _boundary(ds, name, source, resolved, target).sel(c=c_value)
+    for source, boundary in boundaries.items():
         _draw_boundary_at(ax, boundary, source, label)
     symbol = _TARGET_SYMBOLS[target]
     ax.set_ylim(-0.02, 1.02)
@@ -752,6 +753,15 @@ def _draw_marchenko_pastur(ax: Axes, eigenvalues: np.ndarray, c: float, view: tu
 # ----------------------------------------------------------------------------------------------
 # Alignment
 # ----------------------------------------------------------------------------------------------
+
+
+def _theory_curve(signal: np.ndarray, theory: np.ndarray, boundary: float) -> tuple[np.ndarray, np.ndarray]:
+    """The theory's alignment with the point ``(boundary, 0)`` added: it leaves 0 there, not at the
+    grid value before (a straight line between grid values would start it early)."""
+    if not np.isfinite(boundary) or not signal[0] < boundary < signal[-1]:
+        return signal, theory
+    at = int(np.searchsorted(signal, boundary))
+    return np.insert(signal, at, boundary), np.insert(theory, at, 0.0)
 
 
 def _draw_boundary_at(ax: Axes, boundary: xr.DataArray, source: str, label: str) -> None:

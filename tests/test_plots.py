@@ -331,10 +331,14 @@ def test_alignment_draws_the_curve_and_the_boundary(linear: Path, tmp_path: Path
     curve = analysis.alignment_curve(cube, "square", 0.5)
     (mc,) = [a for a in by_gid(ax, "mc") if isinstance(a, Line2D) and a.get_marker() == "o"]
     np.testing.assert_allclose(mc.get_ydata(), curve["mc_mean"].values)
-    (theory,) = by_gid(ax, "theory")
-    np.testing.assert_allclose(theory.get_ydata(), curve["theory"].values)
     (line,) = by_gid(ax, "boundary-theory")
     assert line.get_xdata()[0] == pytest.approx(0.5**0.25, rel=1e-6)  # ‖μ‖² = √c
+    # The theory curve: the grid values, and 0 at the boundary, where the spike is born.
+    (theory,) = by_gid(ax, "theory")
+    at_grid = np.isin(theory.get_xdata(), curve["signal"].values)
+    np.testing.assert_allclose(theory.get_ydata()[at_grid], curve["theory"].values)
+    np.testing.assert_allclose(theory.get_xdata()[~at_grid], [0.5**0.25], rtol=1e-6)
+    assert theory.get_ydata()[~at_grid].tolist() == [0.0]
     assert ax.get_ylabel() == "cos²(top eigenvector, μ)"
     plots.save(figure, tmp_path / "alignment.pdf")
     assert_image(tmp_path / "alignment.pdf")
