@@ -83,8 +83,8 @@ STATUS_DONE = 1
 STATUS_FAILED = 2
 #: Most predicted spikes stored per point (the rank of the low-rank part of the Hessian's mean).
 MAX_SPIKES = 3
-#: Version of the cube layout, in the ``cube_format`` attribute.
-CUBE_FORMAT = 1
+#: Version of the cube layout, in the ``cube_format`` attribute (2: ``bulk_count`` added).
+CUBE_FORMAT = 2
 
 _STRING = np.dtypes.StringDType()
 _LIBRARIES = ("numpy", "scipy", "dask", "distributed", "xarray", "zarr")
@@ -480,8 +480,14 @@ def _attributes(where: str) -> Mapping[str, Any]:
     except (FileNotFoundError, ValueError, zarr.errors.BaseZarrError) as error:
         raise StoreError(where, f"not a Zarr v3 store ({error})") from None
     attrs = dict(group.attrs)
-    if attrs.get("cube_format") != CUBE_FORMAT or "spec" not in attrs:
+    if "spec" not in attrs or "cube_format" not in attrs:
         raise StoreError(where, f"not a hessweep cube (format {CUBE_FORMAT})")
+    if attrs["cube_format"] != CUBE_FORMAT:
+        raise StoreError(
+            where,
+            f"a cube of format {attrs['cube_format']}, and this hessweep reads and writes format "
+            f"{CUBE_FORMAT}: run the sweep into a new store",
+        )
     return attrs
 
 

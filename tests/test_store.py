@@ -21,6 +21,7 @@ from pipeline.errors import HessweepError, StoreError
 from pipeline.montecarlo import MonteCarloResult
 from pipeline.scenario import TARGETS
 from pipeline.store import (
+    CUBE_FORMAT,
     MAX_SPIKES,
     STATUS_DONE,
     STATUS_FAILED,
@@ -394,6 +395,10 @@ def test_check_store_accepts_the_same_sweep_and_names_differences(cube_path: Pat
         check_store(other, spec)
     with pytest.raises(StoreError, match="no such store"):
         open_cube(cube_path.parent / "missing.zarr")
+    # A cube of an older layout (format 1 had no bulk_count) is refused, not half-resumed.
+    zarr.open_group(cube_path, mode="r+").attrs["cube_format"] = CUBE_FORMAT - 1
+    with pytest.raises(StoreError, match=f"a cube of format {CUBE_FORMAT - 1}, .* into a new store"):
+        check_store(cube_path, spec)
 
 
 def test_open_cube_is_labelled(cube_path: Path, spec: SweepSpec) -> None:
