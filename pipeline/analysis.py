@@ -43,6 +43,7 @@ __all__ = [
     "extreme_alignment",
     "extreme_gap",
     "fit_statistics",
+    "grid_value",
     "marchenko_pastur_cdf",
     "marchenko_pastur_density",
     "marchenko_pastur_fit",
@@ -52,6 +53,9 @@ __all__ = [
 
 #: The sides of the spectrum, as the analysis names them.
 SIDES = ("left", "right")
+# Matching a value typed by hand to a grid value (see grid_value).
+_MATCH_RTOL = 1e-9
+_MATCH_ATOL = 1e-12
 # Which stored extreme eigenvectors belong to a side (`side` coordinate of `mc_align`).
 _MC_SIDE = {"left": "bottom", "right": "top"}
 # A theory spike counts as present when its eigenvector carries more than this of the target:
@@ -404,13 +408,24 @@ def _half_crossing(signal: np.ndarray, fraction: np.ndarray) -> float:
 # ----------------------------------------------------------------------------------------------
 
 
-def _select_c(ds: xr.Dataset, c: float) -> float:
-    """The grid value of ``c`` equal to the one given (to rounding), or a ValueError."""
-    grid = ds["c"].values.astype(float)
-    close = np.flatnonzero(np.isclose(grid, float(c), rtol=1e-9, atol=1e-12))
-    if close.size == 0:
-        raise ValueError(f"c: {c!r} is not on the grid ({', '.join(f'{v:g}' for v in grid)})")
-    return float(grid[close[0]])
+def grid_value(ds: xr.Dataset, dim: str, value: float) -> float:
+    """The value of the numeric axis ``dim`` equal to ``value`` up to rounding.
+
+    Equal within a relative tolerance of 1e-9 (absolute 1e-12 about 0), as ``hessweep query
+    --sel``: ``0.3`` finds the ``0.30000000000000004`` of a linspace axis, while two grid values,
+    distinct floats written with at most ~16 digits, are never confused.
+
+    Raises
+    ------
+    ValueError
+        Naming ``dim`` and the grid's values, if none matches.
+    """
+    grid = np.asarray(ds[dim].values, dtype=float)
+    found = np.flatnonzero(np.isclose(grid, float(value), rtol=_MATCH_RTOL, atol=_MATCH_ATOL))
+    if found.size != 1:
+        shown = ", ".join(f"{v:g}" for v in grid)
+        raise ValueError(f"{dim}: {value!r} is not a value of the grid ({dim}: {shown})")
+    return float(grid[found[0]])
 
 
 def alignment_curve(
@@ -442,7 +457,7 @@ def alignment_curve(
     """
     target = signal_vector(ds) if target is None else target
     _check_target(target)
-    point = ds.sel(loss=loss, c=_select_c(ds, c))
+    point = ds.sel(loss=loss, c=grid_value(ds, "c", c))
     if side == "auto":
         side = _dominant_side(point, target)
     _check_side(side)

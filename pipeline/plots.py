@@ -60,10 +60,6 @@ SIDES = ("auto", "left", "right")
 #: 3 trials, enough to follow the density's shape without drowning it in noise.
 DEFAULT_BINS = 50
 
-# Matching a float given by hand to a grid value: the tolerances of `hessweep query --sel`, far
-# below the spacing of any grid, far above the rounding of a decimal typed by hand.
-_MATCH_RTOL = 1e-9
-_MATCH_ATOL = 1e-12
 # A spectrum's view holds all but this much of each tail of the theory's bulk and of the Monte
 # Carlo eigenvalues: an unbounded spectrum (exponential loss) has outliers hundreds of bulk widths
 # out, which would squeeze the bulk into one bin.
@@ -452,13 +448,11 @@ def _loss(ds: xr.Dataset, loss: str) -> str:
 
 
 def _grid_value(ds: xr.Dataset, dim: str, value: float) -> float:
-    """The grid value of ``dim`` equal to ``value`` within the matching tolerance."""
-    grid = np.asarray(ds[dim].values, dtype=float)
-    found = np.flatnonzero(np.isclose(grid, float(value), rtol=_MATCH_RTOL, atol=_MATCH_ATOL))
-    if found.size != 1:
-        shown = ", ".join(f"{v:g}" for v in grid)
-        raise PlotError(f"{dim}: {value!r} is not a value of the grid ({dim}: {shown})")
-    return float(grid[found[0]])
+    """:func:`pipeline.analysis.grid_value`, its error a :class:`PlotError`."""
+    try:
+        return analysis.grid_value(ds, dim, value)
+    except ValueError as error:
+        raise PlotError(str(error)) from None
 
 
 def _point(ds: xr.Dataset, *, c: float, loss: str, signal: float) -> xr.Dataset:

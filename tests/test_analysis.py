@@ -212,7 +212,7 @@ def test_alignment_curve_follows_the_closed_form(square_mc) -> None:
     np.testing.assert_allclose(curve["mc_mean"].values[past], closed[past], atol=0.05)
     assert np.all(curve["trials"].values[1:] == 8)
     np.testing.assert_allclose(curve["mc_sem"].values, curve["mc_std"].values / np.sqrt(8))
-    with pytest.raises(ValueError, match=r"c: 0\.3 is not on the grid"):
+    with pytest.raises(ValueError, match=r"c: 0\.3 is not a value of the grid \(c: 0\.25, 0\.5, 1\)"):
         alignment_curve(square_mc, "square", 0.3)
 
 
