@@ -199,7 +199,9 @@ def phase_boundary(
         ``"theory"``: the grid bracket where the theory's spike on ``side`` first appears, then
         the root of :func:`pipeline.theory.spike_margin` (``det G`` at the edge) in the signal,
         re-solving scenarios rebuilt from the cube's sweep — exact to about 1e-10 of the grid
-        spacing.  ``"mc"``: estimated from the trials (see Notes).
+        spacing (where ``det G`` at the edge is unavailable, bisection on the spike's presence in
+        :func:`pipeline.theory.solve`, to 1e-4 of the spacing, said in ``note``).  ``"mc"``:
+        estimated from the trials (see Notes).
     side : {"right", "left"}
         Where the spike leaves the bulk.
     target : {"mu", "w_star", "w"}, optional
@@ -212,8 +214,8 @@ def phase_boundary(
         Dim ``c``, named ``boundary``: the critical signal, NaN where the grid does not bracket
         a transition (no spike on that side, a spike already at the first signal, spikes not
         defined for an unbounded law of ``g``).  Coordinate ``uncertainty`` (dim ``c``): the
-        root-finding tolerance for the theory, the Monte Carlo estimate's standard uncertainty
-        otherwise.  Attributes ``source``, ``side``, ``target``, ``signal`` (the swept field) and
+        root-finding tolerance for the theory, the Monte Carlo estimate's uncertainty (see
+        Notes) otherwise.  Attributes ``source``, ``side``, ``target``, ``signal`` (the swept field) and
         ``note`` (why some values are NaN).
 
     Notes
@@ -223,14 +225,15 @@ def phase_boundary(
     carrying the target more than a random direction does (cos² > ``10.83/p``, which 99.9% of
     random directions stay below).  The boundary is where that fraction crosses 1/2 for good,
     linearly between grid values (for a single trial, whose fraction is 0 or 1, the middle of
-    the grid step where its outlier appears).  No shape of the gap is assumed: it grows like ``(s − s_c)²``
-    past a BBP transition but about linearly past the model-induced one of ``sweeps/model_right``,
-    and extrapolations that assume one fail on the other.  The uncertainty combines the spread
-    (standard deviation) of the single trials' boundaries — at finite ``p`` the transition is
-    smeared over a window ``~p^{-1/3}``, and the outlier appears at a different signal in each
-    trial — with the grid's resolution at the crossing (half the grid step: with a few trials
-    the fraction often jumps from 0 to 1 within one step, and the transition can lie anywhere in
-    it).
+    the grid step where its outlier appears).  No shape of the gap is assumed: it grows like
+    ``(s − s_c)²`` past a BBP transition but about linearly past the model-induced one of
+    ``sweeps/model_right``, and extrapolations that assume one fail on the other.
+
+    The uncertainty combines the spread (standard deviation) of the single trials' boundaries —
+    at finite ``p`` the transition is smeared over a window ``~p^{-1/3}``, and the outlier
+    appears at a different signal in each trial — with the grid's resolution at the crossing
+    (half the grid step: with a few trials the fraction often jumps from 0 to 1 within one step,
+    and the transition can lie anywhere in it).
     """
     if source not in ("theory", "mc"):
         raise ValueError(f"source: must be 'theory' or 'mc', not {source!r}")
