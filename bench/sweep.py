@@ -1,0 +1,356 @@
+"""Benchmarks of the sweep runner: Dask overhead on tiny points, scaling from 1 to 2 workers.
+
+Every figure is a ratio measured in one run: the overhead is the wall time of ``run_sweep`` against
+the compute time of its tasks (from the scheduler's task stream), the scaling the wall time on one
+worker against two, runs interleaved (1, 2, 1, 2, ...) after one warm-up sweep on each cluster.
+See ``bench/README.md``.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/sweep.py            # full run, prints Markdown (~4 min on 2 cores)
+    .venv/bin/python bench/sweep.py --quick    # smoke run with small sweeps
+    .venv/bin/python bench/sweep.py --write    # full run, and record it in bench/RESULTS.md
+
+The clusters are started here (``LocalCluster``, one thread per worker, the workers' BLAS pinned
+to one thread as ``run_sweep`` does for its own) and handed to ``run_sweep`` by address, so that
+their start-up is not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dask
+import psutil
+from distributed import Client, LocalCluster, get_task_stream
+from engine import (
+    command_line,
+    cpu_counters,
+    dgemm_ms,
+    load_average,
+    machine,
+    settle,
+    spread,
+    state_lines,
+    write_results,
+)
+
+from pipeline.runner import WORKER_ENVIRONMENT, run_sweep
+from pipeline.sweep import SweepSpec, parse_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Section 1: 10 c × 100 signal = 1000 cells of p = 20, one loss, one trial; the theory on the
+# smallest grid a sweep allows (32 points) and a discrete law of g (square loss), ~0.02 s a point.
+OVERHEAD_SWEEP = """
+name: bench_overhead
+p: 20
+trials: 1
+model: linear
+grid:
+  c: {{start: 0.2, stop: 0.8, num: {n_c}}}
+  loss: [square]
+  signal: {{start: 0.0, stop: 3.0, num: {n_signal}}}
+signal: mu.norm
+fixed:
+  w_star: {{norm: 1.0}}
+theory: {{points: 32}}
+"""
+
+# Section 2: compute-bound cells, ~1 s each on one core: p = 800, 2 trials, logistic loss (c = 1 is
+# left out: it is the critical ratio of a law of g without mass at 0, slower to solve).
+SCALING_SWEEP = """
+name: bench_scaling
+p: {p}
+trials: 2
+model: logistic
+grid:
+  c: [0.5, 2.0]
+  loss: [logistic]
+  signal: {{start: 0.0, stop: 3.0, num: {n_signal}}}
+signal: mu.norm
+fixed:
+  mu: {{angle: 90}}
+"""
+
+
+# ----------------------------------------------------------------------------------------------
+# Clusters and the CPU of their processes
+# ----------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def cluster(workers: int) -> Iterator[tuple[LocalCluster, Client]]:
+    """A local cluster as ``run_sweep`` starts one (one thread per worker, BLAS pinned), and a client."""
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENVIRONMENT}
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.WARNING,
+        ) as local,
+        Client(local, set_as_default=False) as client,
+    ):
+        yield local, client
+
+
+def descendants_cpu() -> float:
+    """CPU seconds of this process's live descendants (the clusters' worker processes).
+
+    Once a worker process has ended and been reaped, its time is in ``os.times().children_*``,
+    which ``engine.cpu_counters`` already counts as this run's own.
+    """
+    total = 0.0
+    for process in psutil.Process().children(recursive=True):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def counters() -> dict[str, float]:
+    """``engine.cpu_counters`` with the cluster's workers counted as this run's own CPU."""
+    state = cpu_counters()
+    state["own"] += descendants_cpu()
+    return state
+
+
+def foreign(before: dict[str, float], after: dict[str, float]) -> float:
+    wall = after["wall"] - before["wall"]
+    return ((after["busy"] - before["busy"]) - (after["own"] - before["own"])) / wall
+
+
+def timed_sweep(spec: SweepSpec, client: Client, address: str) -> dict[str, Any]:
+    """Wall time of ``run_sweep`` into a fresh store, and the compute time of its tasks by kind."""
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as folder:
+        main = psutil.Process()
+        with get_task_stream(client) as stream:
+            cpu = sum(main.cpu_times()[:2])
+            start = time.perf_counter()
+            report = run_sweep(spec, Path(folder) / "cube.zarr", scheduler=address, progress=False, echo=None)
+            wall = time.perf_counter() - start
+            cpu = sum(main.cpu_times()[:2]) - cpu
+        if not report.ok:
+            raise RuntimeError(f"the benchmark sweep failed: {report.failures}")
+    compute: dict[str, float] = {}
+    other = 0.0
+    for task in stream.data:
+        kind = str(task["key"]).split("-", 1)[0]
+        for phase in task["startstops"]:
+            seconds = phase["stop"] - phase["start"]
+            if phase["action"] == "compute":
+                compute[kind] = compute.get(kind, 0.0) + seconds
+            else:
+                other += seconds
+    return {"wall": wall, "compute": compute, "other": other, "tasks": len(stream.data), "main_cpu": cpu}
+
+
+# ----------------------------------------------------------------------------------------------
+# Section 1: overhead of run_sweep on tiny cells
+# ----------------------------------------------------------------------------------------------
+
+
+def section_overhead(n_c: int, n_signal: int, workers: int) -> dict[str, Any]:
+    spec = parse_sweep(OVERHEAD_SWEEP.format(n_c=n_c, n_signal=n_signal))
+    small = parse_sweep(OVERHEAD_SWEEP.format(n_c=1, n_signal=2))
+    with cluster(workers) as (local, client):
+        timed_sweep(small, client, local.scheduler_address)  # warm-up: imports on the workers
+        run = timed_sweep(spec, client, local.scheduler_address)
+    total = sum(run["compute"].values())
+    run.update(
+        cells=n_c * n_signal,
+        workers=workers,
+        total=total,
+        overhead=run["wall"] * workers / total - 1.0,
+    )
+    print(
+        f"  overhead: wall {run['wall']:.1f}s, tasks {total:.1f}s on {workers} workers, "
+        f"overhead {run['overhead']:.1%}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return run
+
+
+# ----------------------------------------------------------------------------------------------
+# Section 2: one worker against two on a compute-bound sweep
+# ----------------------------------------------------------------------------------------------
+
+
+def section_scaling(p: int, n_signal: int, repeats: int) -> dict[str, Any]:
+    spec = parse_sweep(SCALING_SWEEP.format(p=p, n_signal=n_signal))
+    small = parse_sweep(SCALING_SWEEP.format(p=p, n_signal=1))
+    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    with cluster(1) as (one, client_one), cluster(2) as (two, client_two):
+        clients = {1: (client_one, one.scheduler_address), 2: (client_two, two.scheduler_address)}
+        for client, address in clients.values():
+            timed_sweep(small, client, address)  # warm-up
+        for _ in range(repeats):
+            for workers, (client, address) in clients.items():
+                runs[workers].append(timed_sweep(spec, client, address))
+                print(
+                    f"  scaling: {workers} worker(s) {runs[workers][-1]['wall']:.1f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    walls = {w: [r["wall"] for r in rs] for w, rs in runs.items()}
+    computes = {w: [sum(r["compute"].values()) for r in rs] for w, rs in runs.items()}
+    n_c, _, n_sig, trials = spec.shape
+    return {
+        "p": p,
+        "cells": n_c * n_sig,
+        "draws": n_c * n_sig * trials,
+        "repeats": repeats,
+        "wall_1": statistics.median(walls[1]),
+        "wall_2": statistics.median(walls[2]),
+        "spread_1": spread(walls[1]),
+        "spread_2": spread(walls[2]),
+        "compute_1": statistics.median(computes[1]),
+        "compute_2": statistics.median(computes[2]),
+        "speedup": statistics.median(walls[1]) / statistics.median(walls[2]),
+        "paired": statistics.median(a / b for a, b in zip(walls[1], walls[2], strict=True)),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = [f"## {results['date']} — `{results['command']}`", ""]
+    if results["quick"]:
+        lines += ["Smoke run (`--quick`): small sweeps, few repeats; not for comparison.", ""]
+    lines += [
+        *state_lines(results),
+        "",
+        "Here `other processes` leaves out the clusters' own scheduler, nanny and worker processes "
+        "(their CPU is this run's).",
+        "",
+    ]
+    o = results["overhead"]
+    kinds = ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in sorted(o["compute"].items()))
+    lines += [
+        "### 1. Sweep overhead: `run_sweep` on tiny cells",
+        "",
+        f"{o['cells']} cells (p = 20, one loss, one trial, theory on 32 points, square loss) through "
+        f"`run_sweep(scheduler=...)` on a `LocalCluster` of {o['workers']} workers × 1 thread, already "
+        "started and warmed up by a 2-cell sweep; a fresh store. Wall time of the call (store creation, "
+        "submission, waiting, all included) against the compute time of its "
+        f"{o['tasks']} tasks from the scheduler's task stream (`distributed.get_task_stream`). "
+        "Overhead = wall × workers / Σ compute − 1; target ≤ 5%. `main process CPU`: the CPU time, "
+        "during the call, of this process, which holds the scheduler, the nannies and both clients "
+        "and shares the 2 cores with the workers.",
+        "",
+        "| cells | wall (s) | Σ task compute (s) | by kind | cell write (s per cell) | transfers etc. (s) "
+        "| main process CPU (s) | overhead |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {o['cells']} | {o['wall']:.1f} | {o['total']:.1f} | {kinds} | "
+        f"{o['compute'].get('write_cell', 0.0) / o['cells']:.3f} | {o['other']:.1f} | {o['main_cpu']:.1f} | "
+        f"**{o['overhead']:.1%}** |",
+    ]
+    s = results["scaling"]
+    lines += [
+        "",
+        "### 2. Scaling: one worker against two",
+        "",
+        f"A compute-bound sweep: {s['cells']} cells, {s['draws']} Monte Carlo draws at p = {s['p']} "
+        "(c ∈ {0.5, 2}, logistic model and loss, 2 trials), theory on 400 points. Two clusters (1 and 2 "
+        "workers × 1 thread) started and warmed up first, then runs interleaved 1, 2, 1, 2, … "
+        f"({s['repeats']} each), each into a fresh store; medians. `Σ compute`: the tasks' compute "
+        "time (more with two workers means each worker ran slower: the machine's 2 cores are "
+        "throttled and share caches and memory bandwidth). Target: wall(1) / wall(2) ≥ 1.8.",
+        "",
+        "| workers | wall (s) | spread | Σ task compute (s) |",
+        "|---|---|---|---|",
+        f"| 1 | {s['wall_1']:.1f} | {s['spread_1']:.2f} | {s['compute_1']:.1f} |",
+        f"| 2 | {s['wall_2']:.1f} | {s['spread_2']:.2f} | {s['compute_2']:.1f} |",
+        "",
+        f"wall(1) / wall(2) = **{s['speedup']:.2f}** (paired: {s['paired']:.2f}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run with small sweeps")
+    parser.add_argument("--write", action="store_true", help="record the run in bench/RESULTS.md")
+    parser.add_argument("--repeats", type=int, help="runs per worker count in section 2 (default 3, quick 1)")
+    parser.add_argument(
+        "--idle", type=float, help="least seconds of idle before a section (default 5, quick 0.5)"
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        help="most seconds to wait before a section for other processes to go quiet (default 60, quick 10)",
+    )
+    args = parser.parse_args()
+    quick = args.quick
+    repeats = args.repeats or (1 if quick else 3)
+    pause = (
+        args.idle if args.idle is not None else (0.5 if quick else 5.0),
+        args.max_wait if args.max_wait is not None else (10.0 if quick else 60.0),
+    )
+
+    start = time.perf_counter()
+    results: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
+        "command": command_line(__file__),
+        "quick": quick,
+        "machine": machine(),
+        "load_start": load_average(),
+        "state": {},
+    }
+
+    def section(key: str, title: str, run: Callable[[], Any]) -> Any:
+        state = settle(*pause)
+        state["dgemm_ms"] = dgemm_ms()
+        print(f"{title} (waited {state['waited_s']:.0f} s for a quiet machine)", file=sys.stderr, flush=True)
+        before = counters()
+        out = run()
+        after = counters()
+        state["seconds"] = after["wall"] - before["wall"]
+        state["foreign_cores"] = foreign(before, after)
+        state["steal_s"] = after["steal"] - before["steal"]
+        results["state"][key] = {"title": title, **state}
+        return out
+
+    results["overhead"] = section(
+        "1",
+        "1. sweep overhead",
+        lambda: section_overhead(2 if quick else 10, 10 if quick else 100, workers=2),
+    )
+    results["scaling"] = section(
+        "2",
+        "2. scaling 1 vs 2 workers",
+        lambda: section_scaling(200 if quick else 800, 2 if quick else 12, repeats),
+    )
+    results["load_end"] = load_average()
+    results["wall_s"] = time.perf_counter() - start
+
+    text = report(results)
+    print(text)
+    if args.write:
+        write_results(text, text.splitlines()[0])
+        print(f"written to {Path(__file__).resolve().parent.name}/RESULTS.md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
