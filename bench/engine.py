@@ -733,13 +733,15 @@ def load_average() -> str:
     return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def main() -> None:
+def run_parser(description: str, quick_help: str, repeats_help: str) -> argparse.ArgumentParser:
+    """The options every benchmark script takes: ``--quick``, ``--write``, ``--repeats``,
+    ``--idle`` and ``--max-wait`` (read back with :func:`pause_of`)."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="smoke run with small sizes and few repeats")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--write", action="store_true", help="record the run in bench/RESULTS.md")
-    parser.add_argument("--repeats", type=int, help="repeats per measurement (default 7, quick 3)")
+    parser.add_argument("--repeats", type=int, help=repeats_help)
     parser.add_argument(
         "--idle", type=float, help="least seconds of idle before a section (default 5, quick 0.5)"
     )
@@ -747,6 +749,45 @@ def main() -> None:
         "--max-wait",
         type=float,
         help="most seconds to wait before a section for other processes to go quiet (default 60, quick 10)",
+    )
+    return parser
+
+
+def measured_section(
+    states: dict[str, Any],
+    key: str,
+    title: str,
+    run: Callable[[], Any],
+    pause: tuple[float, float],
+    counters: Callable[[], dict[str, float]] = cpu_counters,
+    foreign: Callable[[dict[str, float], dict[str, float]], float] = foreign_cores,
+) -> Any:
+    """Run one section on a quiet machine and record its state in ``states[key]``: the wait, the
+    dgemm speed at its start, its duration, other processes' CPU (``foreign``) and steal."""
+    state = settle(*pause)
+    state["dgemm_ms"] = dgemm_ms()
+    print(f"{title} (waited {state['waited_s']:.0f} s for a quiet machine)", file=sys.stderr, flush=True)
+    before = counters()
+    out = run()
+    after = counters()
+    state["seconds"] = after["wall"] - before["wall"]
+    state["foreign_cores"] = foreign(before, after)
+    state["steal_s"] = after["steal"] - before["steal"]
+    states[key] = {"title": title, **state}
+    return out
+
+
+def pause_of(args: argparse.Namespace) -> tuple[float, float]:
+    """``(idle, max_wait)`` before each section, from :func:`run_parser`'s options."""
+    return (
+        args.idle if args.idle is not None else (0.5 if args.quick else 5.0),
+        args.max_wait if args.max_wait is not None else (10.0 if args.quick else 60.0),
+    )
+
+
+def main() -> None:
+    parser = run_parser(
+        __doc__, "smoke run with small sizes and few repeats", "repeats per measurement (default 7, quick 3)"
     )
     parser.add_argument(
         "--section",
@@ -766,10 +807,7 @@ def main() -> None:
     repeats = args.repeats or (3 if quick else 7)
     theory_repeats = args.repeats or (2 if quick else 5)
     naive_repeats = min(repeats, 3 if quick else 5)
-    pause = (
-        args.idle if args.idle is not None else (0.5 if quick else 5.0),
-        args.max_wait if args.max_wait is not None else (10.0 if quick else 60.0),
-    )
+    pause = pause_of(args)
     sizes = [100, 200, 400] if quick else [500, 1000, 2000, 4000]
     naive_sizes = [200, 400] if quick else [1000, 2000]
 
@@ -787,17 +825,7 @@ def main() -> None:
     results["state"] = {}
 
     def section(key: str, title: str, run: Callable[[], Any]) -> Any:
-        state = settle(*pause)
-        state["dgemm_ms"] = dgemm_ms()
-        print(f"{title} (waited {state['waited_s']:.0f} s for a quiet machine)", file=sys.stderr, flush=True)
-        before = cpu_counters()
-        out = run()
-        after = cpu_counters()
-        state["seconds"] = after["wall"] - before["wall"]
-        state["foreign_cores"] = foreign_cores(before, after)
-        state["steal_s"] = after["steal"] - before["steal"]
-        results["state"][key] = {"title": title, **state}
-        return out
+        return measured_section(results["state"], key, title, run, pause)
 
     results["montecarlo"] = section(
         "1", "1. Monte Carlo vs floor", lambda: section_montecarlo(sizes, [0.5, 2.0], repeats)

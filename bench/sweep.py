@@ -18,7 +18,6 @@ their start-up is not timed.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import logging
 import statistics
@@ -36,10 +35,11 @@ from distributed import Client, LocalCluster, get_task_stream
 from engine import (
     command_line,
     cpu_counters,
-    dgemm_ms,
     load_average,
     machine,
-    settle,
+    measured_section,
+    pause_of,
+    run_parser,
     spread,
     state_lines,
     write_results,
@@ -287,27 +287,13 @@ def report(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="smoke run with small sweeps")
-    parser.add_argument("--write", action="store_true", help="record the run in bench/RESULTS.md")
-    parser.add_argument("--repeats", type=int, help="runs per worker count in section 2 (default 3, quick 1)")
-    parser.add_argument(
-        "--idle", type=float, help="least seconds of idle before a section (default 5, quick 0.5)"
-    )
-    parser.add_argument(
-        "--max-wait",
-        type=float,
-        help="most seconds to wait before a section for other processes to go quiet (default 60, quick 10)",
+    parser = run_parser(
+        __doc__, "smoke run with small sweeps", "runs per worker count in section 2 (default 3, quick 1)"
     )
     args = parser.parse_args()
     quick = args.quick
     repeats = args.repeats or (1 if quick else 3)
-    pause = (
-        args.idle if args.idle is not None else (0.5 if quick else 5.0),
-        args.max_wait if args.max_wait is not None else (10.0 if quick else 60.0),
-    )
+    pause = pause_of(args)
 
     start = time.perf_counter()
     results: dict[str, Any] = {
@@ -320,17 +306,7 @@ def main() -> None:
     }
 
     def section(key: str, title: str, run: Callable[[], Any]) -> Any:
-        state = settle(*pause)
-        state["dgemm_ms"] = dgemm_ms()
-        print(f"{title} (waited {state['waited_s']:.0f} s for a quiet machine)", file=sys.stderr, flush=True)
-        before = counters()
-        out = run()
-        after = counters()
-        state["seconds"] = after["wall"] - before["wall"]
-        state["foreign_cores"] = foreign(before, after)
-        state["steal_s"] = after["steal"] - before["steal"]
-        results["state"][key] = {"title": title, **state}
-        return out
+        return measured_section(results["state"], key, title, run, pause, counters, foreign)
 
     results["overhead"] = section(
         "1",
