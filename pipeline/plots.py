@@ -466,9 +466,8 @@ def _per_point_loaded(ds: xr.Dataset) -> xr.Dataset:
     """The cube with its per-point variables in memory; the spectra (``eig``, ``x``) stay lazy.
 
     The per-point variables are a few kB even for large sweeps, and the analysis reads them many
-    times (per loss, side and source); it also indexes the eigenvalues by a count derived from
-    ``atom_zero``, which xarray refuses to do with a lazy indexer.  A new dataset: the caller's
-    is left as it was.
+    times (per loss, side and source): loaded once here rather than computed from Zarr each time.
+    A new dataset: the caller's is left as it was.
     """
     spectra = ("eig", "x")
     small = [str(name) for name, v in ds.data_vars.items() if not any(d in v.dims for d in spectra)]
