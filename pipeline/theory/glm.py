@@ -1,11 +1,13 @@
 """``solve(scenario)``: the limiting Hessian spectrum of one GLM grid point.
 
 The orchestration of :mod:`~pipeline.theory.law` (the law of ``g``), :mod:`~pipeline.theory.bulk`
-(density, support, edges) and :mod:`~pipeline.theory.spikes` (isolated eigenvalues).  The density is
-computed with a compressed law of ``g`` (``_DENSITY_PIECES`` atoms or uniform pieces, see
-:meth:`~pipeline.theory.law.CurvatureLaw.compressed`), which makes the many grid evaluations
-cheap; the edges and the spikes, a handful of
-evaluations each, use the full quadrature.
+(density, support, edges) and :mod:`~pipeline.theory.spikes` (isolated eigenvalues).  The search
+for the support, the continuation in ``Im z`` and the spike scan use a compressed law of ``g``
+(``_SEARCH_PIECES`` atoms or uniform pieces, see
+:meth:`~pipeline.theory.law.CurvatureLaw.compressed`), which makes their many evaluations cheap;
+the density, the edges and the spikes are then solved on the full quadrature (the density by
+Newton steps from the compressed solution), so that the compression only costs iterations, not
+accuracy.
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ from pipeline.theory.spikes import edge_determinant, find_spikes
 
 __all__ = ["TheoryResult", "solve", "spike_margin"]
 
-_DENSITY_PIECES = 128
-# The support search and the spike scan only classify points and bracket roots (edges and spikes
-# are then solved with the full law): a coarser compression is enough there.
+# The support search and the spike scan only classify points, bracket roots and give starting
+# points (the density, the edges and the spikes are then solved with the full law).
 _SEARCH_PIECES = 48
 _COARSE_POINTS = 256
 # On an unbounded side the grid stops where ν has mass below this beyond: the eigenvalue mass
@@ -278,9 +279,7 @@ def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
     scale = setup.scale
     atom_zero = fine.atom_zero
     t = np.asarray(scenario.covariance.eigenvalues)
-    centre, width, piece_mass = law.compressed(_DENSITY_PIECES)
-    dense = BulkEquation(c, fine.t, fine.pi, centre, piece_mass, width, atom_zero)
-    x, density, converged, residual = density_grid(dense, support, scale, points)
+    x, density, converged, residual = density_grid(setup.coarse, fine, support, scale, points)
     edges = np.array(support.intervals, dtype=float).reshape(-1, 2)
     if support.cut_left:
         edges[0, 0] = -np.inf

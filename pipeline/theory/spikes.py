@@ -42,10 +42,13 @@ _NEWTON_STEPS = 30
 # Newton stops at a residual of rounding size; a point is kept if its residual is below the
 # looser _ACCEPT_TOLERANCE (near an edge ∂Φ/∂δ → 0 and the last digits do not settle).
 _RESIDUAL_TOLERANCE = 1e-14
+_STEP_TOLERANCE = 1e-10
 _ACCEPT_TOLERANCE = 1e-10
 # Outside the support δ(λ + iη) is real but for O(η) = O(1e-10): a scan point is in a gap when
 # Im δ is below this fraction of |δ|.
 _REAL_TOLERANCE = 1e-6
+# Rounding allowance, relative to |δ|, on the monotonicity of the physical δ(λ) across a gap.
+_MONOTONE_SLACK = 1e-9
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,11 @@ class _SpikeEquation:
                 step[crossed] *= 0.5
                 candidate[crossed] = current[crossed] - step[crossed]
             delta[active] = candidate
-            active[active] = ~(solved | ~np.isfinite(candidate))
+            # Near an edge ∂Φ/∂δ → 0 and the residual may never reach rounding level; a step
+            # below _STEP_TOLERANCE |δ| leaves the iterate accurate to rounding (Newton's
+            # convergence is quadratic), and acceptance is then decided by the residual below.
+            settled = solved | (np.abs(step) <= _STEP_TOLERANCE * np.abs(candidate))
+            active[active] = ~(settled | ~np.isfinite(candidate))
             if not active.any():
                 break
         phi, _ = self.fine.residual(delta, lam)
@@ -132,6 +139,15 @@ class _SpikeEquation:
     def determinant(self, lam: float, delta: float) -> float:
         return float(np.linalg.det(self.parts(lam, delta, derivative=False)["G"]))
 
+    def determinants(self, lam: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """``det G`` at many real points at once (as :meth:`determinant`, vectorised)."""
+        f = self.g / (1.0 + np.multiply.outer(delta, self.g))
+        lam_matrix = (f @ self.kernel.reshape(self.g.size, -1)).reshape(len(lam), self.size, self.size)
+        b = 1.0 / (np.multiply.outer(f @ self.weight, self.t_reduced) - lam[:, None])
+        u_mat = self.geo.low_rank
+        m = (u_mat.T[None] * b[:, None, :]) @ u_mat
+        return np.linalg.det(np.eye(self.size) + lam_matrix @ m)
+
     def alignment(self, lam: float, delta: float, target: np.ndarray) -> float:
         parts = self.parts(lam, delta)
         left, _, right_t = np.linalg.svd(parts["G"])
@@ -161,15 +177,36 @@ def _march(
 ) -> None:
     """Real ``δ`` of the full law along ``lam[order]`` by continuation, from ``order[0]``.
 
-    Updates ``delta`` and ``real`` in place; stops where Newton's method fails.
+    Updates ``delta`` and ``real`` in place; stops where Newton's method fails, or where it
+    lands on another real root: in a gap the physical ``δ(λ)`` increases with ``λ``, so it
+    must move in the direction of the march.
     """
     current = delta[order[0]]
-    for index in order:
+    direction = np.sign(order[-1] - order[0])
+    for step, index in enumerate(order):
         value, ok = equation.delta(lam[index : index + 1], np.array([current]))
-        if not ok[0]:
+        # The first point only moves from the compressed law's δ to the full law's.
+        backwards = step > 0 and direction * (value[0] - current) < -_MONOTONE_SLACK * abs(current)
+        if not ok[0] or backwards:
             break
         current = delta[index] = value[0]
         real[index] = True
+
+
+def _within_edges(delta: np.ndarray, lo_delta: float, hi_delta: float) -> np.ndarray:
+    """Whether each real ``δ`` lies between the gap's edge values (NaN: no bound on that side).
+
+    ``δ(λ)`` increases across a gap, from its value at the lower edge to that at the upper one;
+    a real root outside that range is another, non-physical root of the fixed-point equation
+    (one can lie close to an edge, where the compressed law's scan or the march may land on it).
+    """
+    slack = _MONOTONE_SLACK * np.abs(delta)
+    ok = np.ones(delta.shape, dtype=bool)
+    if np.isfinite(lo_delta):
+        ok &= delta >= lo_delta - slack
+    if np.isfinite(hi_delta):
+        ok &= delta <= hi_delta + slack
+    return ok
 
 
 def _gap_roots(
@@ -178,9 +215,18 @@ def _gap_roots(
     """Roots of det G between scan points; also whether a bracket failed under the full law."""
     if lam.size < 2:
         return [], False
-    det = np.array([equation.determinant(l_, d_) for l_, d_ in zip(lam, delta, strict=True)])
+    det = equation.determinants(lam, delta)
+    brackets = np.flatnonzero(np.sign(det[1:]) * np.sign(det[:-1]) < 0)
+    if not polished and brackets.size:
+        # The scan's δ came from the compressed law: solve the full law at every bracket's ends
+        # at once, and give up on a bracket where that fails (before any root-finding on it).
+        ends = np.concatenate([brackets, brackets + 1])
+        full, ok = equation.delta(lam[ends], delta[ends])
+        ends_det = np.where(ok, equation.determinants(lam[ends], full), np.nan)
+        delta, det = delta.copy(), det.copy()
+        delta[ends], det[ends] = full, ends_det
     roots, lost = [], False
-    for i in np.flatnonzero(np.sign(det[1:]) * np.sign(det[:-1]) < 0):
+    for i in brackets:
         a, b, da, db = lam[i], lam[i + 1], delta[i], delta[i + 1]
 
         def delta_at(x: float, a: float = a, b: float = b, da: float = da, db: float = db) -> float:
@@ -191,7 +237,7 @@ def _gap_roots(
         def det_at(x: float) -> float:
             return equation.determinant(x, delta_at(x))
 
-        f_a, f_b = (det[i], det[i + 1]) if polished else (det_at(a), det_at(b))
+        f_a, f_b = det[i], det[i + 1]
         if not np.sign(f_a) * np.sign(f_b) < 0:
             lost = True
             continue
@@ -231,17 +277,19 @@ def find_spikes(
     """
     equation = _SpikeEquation(geo, law, fine)
     ends = [bounds[0]] + [v for interval in support.intervals for v in interval] + [bounds[1]]
+    end_deltas = [np.nan] + [v for pair in support.edge_delta for v in pair] + [np.nan]
     gaps = []
     for k in range(0, len(ends), 2):
         lo, hi = ends[k], ends[k + 1]
         lo_edge, hi_edge = k > 0, k + 2 < len(ends)
+        lo_delta, hi_delta = end_deltas[k], end_deltas[k + 1]
         # The atom at 0 (c > 1) is a point of the spectrum: split a gap that contains it.
         if fine.atom_zero > 0 and lo < 0 < hi:
-            gaps += [(lo, 0.0, lo_edge, True), (0.0, hi, True, hi_edge)]
+            gaps += [(lo, 0.0, lo_edge, True, lo_delta, np.nan), (0.0, hi, True, hi_edge, np.nan, hi_delta)]
         elif hi > lo:
-            gaps.append((lo, hi, lo_edge, hi_edge))
+            gaps.append((lo, hi, lo_edge, hi_edge, lo_delta, hi_delta))
     spikes: list[Spike] = []
-    for lo, hi, lo_edge, hi_edge in gaps:
+    for lo, hi, lo_edge, hi_edge, lo_delta, hi_delta in gaps:
         lam = _scan_points(lo, hi, lo_edge, hi_edge)
         # The scan only looks for sign changes of det G, and δ from the compressed law is enough
         # there (it differs from the full law's by the compression error).  Only if a bracket
@@ -259,6 +307,7 @@ def find_spikes(
             _march(equation, lam, delta, real, np.arange(np.flatnonzero(real)[-1], lam.size))
         if lo_edge:
             _march(equation, lam, delta, real, np.arange(np.flatnonzero(real)[0], -1, -1))
+        real &= _within_edges(delta, lo_delta, hi_delta)
         roots, lost = _gap_roots(equation, lam[real], delta[real], polished=False)
         if lost:
             delta, ok = equation.delta(lam[real], guess.real[real])
