@@ -73,7 +73,7 @@ _SERIES_TERMS = 7
 def _atanh_ratio_excess(eta: np.ndarray) -> np.ndarray:
     """``C(η) = (atanh(η)/η − 1)/η² = Σ_k η^{2k}/(2k + 3)``, without cancellation near 0."""
     # Most pieces are far from the pole -1/δ and take the series; the costly complex atanh runs
-    # on the others only.
+    # on the others only.  Horner's scheme in place: the arrays are (points × pieces).
     eta2 = eta * eta
     result = np.full_like(eta, 1.0 / (2 * _SERIES_TERMS + 1))
     for k in range(_SERIES_TERMS - 2, -1, -1):
@@ -87,9 +87,9 @@ def _atanh_ratio_excess(eta: np.ndarray) -> np.ndarray:
 
 
 def _piece_moments(
-    delta: np.ndarray, centre: np.ndarray, width: np.ndarray, weight: np.ndarray
+    delta: np.ndarray, centre: np.ndarray, width: np.ndarray, weight: np.ndarray, orders: int = 2
 ) -> list[np.ndarray]:
-    """``E[g/(1+gδ)]`` and ``E[g²/(1+gδ)²]`` for a mixture of uniform pieces.
+    """``E[g/(1+gδ)]`` and (``orders = 2``) ``E[g²/(1+gδ)²]`` for a mixture of uniform pieces.
 
     For ``g`` uniform on ``[m − w/2, m + w/2]``, with ``s = 1 + mδ`` and ``η = δw/(2s)``:
     ``E[1/(1+gδ)] = atanh(η)/(ηs)`` and ``E[1/(1+gδ)²] = 1/(s²(1 − η²))``, which give
@@ -102,16 +102,33 @@ def _piece_moments(
     meets the negative real axis.
     """
     d = delta[..., None]
-    inverse_s = 1.0 / (1.0 + centre * d)
+    inverse_s = np.multiply.outer(delta, centre)
+    inverse_s += 1.0
+    np.reciprocal(inverse_s, out=inverse_s)
     half_over_s = (0.5 * width) * inverse_s  # w/(2s)
     eta = d * half_over_s
     c_eta = _atanh_ratio_excess(eta)
     m_over_s = centre * inverse_s
-    first = m_over_s - half_over_s * inverse_s * eta * c_eta
-    second = m_over_s * m_over_s + half_over_s * half_over_s * (
-        inverse_s * inverse_s / (1.0 - eta * eta) - 2.0 * c_eta * inverse_s
-    )
-    return [first @ weight, second @ weight]
+    # first = m/s − (w/(2s)) (1/s) η C(η), in the buffers of η C(η).
+    correction = eta * c_eta
+    correction *= half_over_s
+    correction *= inverse_s
+    first = m_over_s - correction
+    if orders == 1:
+        return [first @ weight]
+    # second = (m/s)² + (w/(2s))² (1/(s²(1 − η²)) − 2C(η)/s).
+    eta *= eta
+    np.subtract(1.0, eta, out=eta)
+    inner = inverse_s * inverse_s
+    inner /= eta
+    c_eta *= inverse_s
+    c_eta *= 2.0
+    inner -= c_eta
+    half_over_s *= half_over_s
+    inner *= half_over_s
+    m_over_s *= m_over_s
+    inner += m_over_s
+    return [first @ weight, inner @ weight]
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,16 +199,20 @@ class BulkEquation:
         if not self.width.any():
             # E[g^k (1+gδ)^-k] = Σ (g^k w) r^k with r = 1/(1+gδ): a reciprocal is about three
             # times cheaper than dividing g by a complex array, and the weights g^k w are fixed.
-            inverse = np.reciprocal(1.0 + delta[..., None] * self.g)
-            power = inverse
-            result = [power @ self._weighted[0].astype(power.dtype, copy=False)]
-            for k in range(1, orders):
-                power = power * inverse
-                result.append(power @ self._weighted[k].astype(power.dtype, copy=False))
+            # In place: the (points × atoms) arrays are large, and each fresh one costs page faults.
+            inverse = np.multiply.outer(delta, self.g)
+            inverse += 1.0
+            np.reciprocal(inverse, out=inverse)
+            result = [inverse @ self._weighted[0].astype(inverse.dtype, copy=False)]
+            if orders > 1:
+                power = inverse.copy() if orders > 2 else inverse
+                for k in range(1, orders):
+                    power *= inverse
+                    result.append(power @ self._weighted[k].astype(power.dtype, copy=False))
             return result
         if orders > 2:
             raise ValueError("third moments are only needed, and only given, for atomic laws")
-        return _piece_moments(delta, self.g, self.width, self.weight)[:orders]
+        return _piece_moments(delta, self.g, self.width, self.weight, orders)
 
     def residual(self, delta: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``Φ(δ, z)`` and ``∂Φ/∂δ``."""
@@ -208,9 +229,18 @@ class BulkEquation:
 
     def density(self, delta: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Density of the continuous part at ``Re z`` (the atom at 0 removed)."""
-        m = self.stieltjes(delta, z)
+        return self._density_of(self.stieltjes(delta, z), z)
+
+    def _density_of(self, m: np.ndarray, z: np.ndarray) -> np.ndarray:
         atom = self.atom_zero * z.imag / (z.real**2 + z.imag**2)
         return np.maximum((m.imag - atom) / np.pi, 0.0)
+
+    def read(self, delta: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``Φ(δ, z)`` and the density at ``Re z`` from one evaluation of ``F(δ)``."""
+        (f1,) = self.moments(delta, 1)
+        denominator = self.t * f1[..., None] - z[..., None]
+        phi = delta - self.c * (self.pi * self.t / denominator).sum(-1)
+        return phi, self._density_of((self.pi / denominator).sum(-1), z)
 
     def newton(
         self, delta: np.ndarray, z: np.ndarray, tolerance: float = _NEWTON_TOLERANCE
@@ -613,13 +643,12 @@ def density_grid(
     point where it diverges inside a bulk (0 at the critical ratio) is a grid point where it is
     ``+inf``.
     """
-    equation = fine
     # At the critical ratio c P(g ≠ 0) = 1 the density diverges at 0.  Where 0 is inside a bulk,
     # the bulk is gridded as two pieces meeting there, so that 0 is an end point (where the
     # density is set to +inf) and the panels next to it are integrated as power laws.
     pieces: list[tuple[float, float]] = []
     for a, b in support.intervals:
-        pieces += [(a, 0.0), (0.0, b)] if equation.hard_edge and a < 0.0 < b else [(a, b)]
+        pieces += [(a, 0.0), (0.0, b)] if fine.hard_edge and a < 0.0 < b else [(a, b)]
     cdf = _cumulative(support.x, support.density)
     masses = np.array([np.interp(b, support.x, cdf) - np.interp(a, support.x, cdf) for a, b in pieces])
     shared = len(pieces) - len(support.intervals)
@@ -632,16 +661,17 @@ def density_grid(
     duplicate = np.flatnonzero(np.diff(x) == 0.0)
     x, interior = np.delete(x, duplicate), np.delete(interior, duplicate)
     points_inside = x[interior]
-    z = points_inside + 1j * equation.eta(scale)
+    z = points_inside + 1j * fine.eta(scale)
     start, _ = support.solve_near(coarse, points_inside, scale, inside=True)
     delta, converged = fine.newton(start, z)
-    wrong = ~converged | (fine.density(delta, z) <= 0)
+    phi, inside_density = fine.read(delta, z)
+    wrong = ~converged | (inside_density <= 0)
     if wrong.any():
         delta[wrong], converged[wrong] = fine.solve(points_inside[wrong], scale)
+        phi[wrong], inside_density[wrong] = fine.read(delta[wrong], z[wrong])
     density = np.zeros(x.size)
-    density[interior] = equation.density(delta, z)
+    density[interior] = inside_density
     if shared:
         density[x == 0.0] = np.inf
-    phi, _ = equation.residual(delta, z)
     residual = float(np.max(np.abs(phi) / np.maximum(np.abs(delta), 1e-300), initial=0.0))
     return x, density, bool(converged.all()), residual
