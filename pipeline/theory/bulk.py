@@ -58,6 +58,10 @@ _EDGE_TOLERANCE = 1e-13
 _EDGE_STEPS = 60
 _EDGE_SLACK = 0.5
 
+# Below this fraction of the peak density a point polished from the compressed law's δ is solved
+# again by the full continuation on the full law (the compression error of δ is ~1e-3 to 1e-2).
+_FAINT_DENSITY = 1e-2
+
 # The coarse support grid is refined where one panel holds more than _PANEL_MASS of the mass, each
 # such panel cut into _PANEL_SPLITS, at most _REFINE_ROUNDS times.
 _PANEL_MASS = 0.02
@@ -665,7 +669,12 @@ def density_grid(
     start, _ = support.solve_near(coarse, points_inside, scale, inside=True)
     delta, converged = fine.newton(start, z)
     phi, inside_density = fine.read(delta, z)
-    wrong = ~converged | (inside_density <= 0)
+    # Where the density is small next to the compression error of δ (at an edge, in a sparse
+    # tail) the compressed start may lie in the basin of another root with Im δ > 0 but a near-0
+    # density: those points are solved again by the full continuation, which follows the
+    # physical branch down from large Im z.
+    faint = inside_density < _FAINT_DENSITY * inside_density.max(initial=0.0)
+    wrong = ~converged | (inside_density <= 0) | faint
     if wrong.any():
         delta[wrong], converged[wrong] = fine.solve(points_inside[wrong], scale)
         phi[wrong], inside_density[wrong] = fine.read(delta[wrong], z[wrong])
