@@ -2,11 +2,16 @@
 
 Only this module knows Zarr.  The layout is the one of ``shared/DESIGN.md``:
 
-* dimensions ``c``, ``loss``, ``signal``, ``trial``, ``eig`` (``0 … p−1``), ``x`` (theory grid index),
+* dimensions ``c``, ``loss``, ``signal``, ``trial``, ``eig`` or ``node`` (below), ``x`` (theory grid index),
   ``k`` (``2K`` extreme eigen-pairs: bottom ``0 … K−1`` then top ``0 … K−1``, with the coordinates
   ``side`` = ``"bottom"``/``"top"`` and ``rank``, 0 = most extreme), ``target`` (``mu``, ``w_star``,
   ``w``) and ``spike_index`` (at most :data:`MAX_SPIKES` predicted spikes, ascending, NaN padded);
-* Monte Carlo variables ``eigenvalues``, ``mc_align``, ``mc_negative_fraction``; theory variables
+* Monte Carlo variables ``mc_align``, ``mc_negative_fraction`` and, by ``montecarlo.method``
+  (the ``montecarlo_method`` attribute): ``dense``, ``eigenvalues`` (dimension ``eig``, ``0 … p−1``);
+  ``lanczos``, the quadrature ``mc_nodes`` and ``mc_weights`` (dimension ``node``,
+  ``probes × steps``), ``mc_density`` (on the theory's ``density_x``), ``mc_extreme`` and
+  ``mc_residual`` (the extreme Ritz values and residuals, along ``k`` as ``mc_align``) and
+  ``mc_atom_zero``; theory variables
   ``density``, ``density_x``, ``edge_left``, ``edge_right``, ``bulk_count`` (the number of disjoint
   intervals of the support), ``spike``, ``spike_align``, ``atom_zero``, ``negative_fraction``,
   ``mass``, ``converged``, ``residual``, ``spikes_defined``, ``note``; and the bookkeeping
@@ -58,6 +63,7 @@ import zarr.errors
 from zarr.core.sync import sync as zarr_sync
 
 from pipeline.errors import StoreError, SweepError
+from pipeline.lanczos import LanczosResult
 from pipeline.montecarlo import MonteCarloResult
 from pipeline.scenario import TARGETS
 from pipeline.sweep import SweepSpec
@@ -86,8 +92,11 @@ STATUS_DONE = 1
 STATUS_FAILED = 2
 #: Most predicted spikes stored per point (the rank of the low-rank part of the Hessian's mean).
 MAX_SPIKES = 3
-#: Version of the cube layout, in the ``cube_format`` attribute (2: ``bulk_count`` added).
-CUBE_FORMAT = 2
+#: Version of the cube layout, in the ``cube_format`` attribute (2: ``bulk_count`` added; 3: the
+#: Monte Carlo variables depend on ``montecarlo.method``, named in the ``montecarlo_method`` attribute).
+CUBE_FORMAT = 3
+# Formats this version reads and resumes: a format-2 cube is a format-3 dense cube.
+_READABLE_FORMATS = (2, 3)
 
 _STRING = np.dtypes.StringDType()
 _LIBRARIES = ("numpy", "scipy", "dask", "distributed", "xarray", "zarr")
@@ -97,8 +106,7 @@ _CELL_DIMS = ("c", "signal")
 # (dims, dtype) of every data variable, in writing order; `done` is written last, on its own.
 _POINT = ("c", "loss", "signal", "trial")
 _THEORY = ("c", "loss", "signal")
-_VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype[Any]]] = {
-    "eigenvalues": ((*_POINT, "eig"), np.dtype(np.float64)),
+_COMMON_VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype[Any]]] = {
     "mc_align": ((*_POINT, "k", "target"), np.dtype(np.float64)),
     "mc_negative_fraction": (_POINT, np.dtype(np.float64)),
     "density": ((*_THEORY, "x"), np.dtype(np.float64)),
@@ -119,8 +127,26 @@ _VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype[Any]]] = {
     "error": (_POINT, _STRING),
     "done": (_POINT, np.dtype(np.bool_)),
 }
+# The Monte Carlo variables that depend on the method (`montecarlo.method` of the sweep).
+_METHOD_VARIABLES: dict[str, dict[str, tuple[tuple[str, ...], np.dtype[Any]]]] = {
+    "dense": {"eigenvalues": ((*_POINT, "eig"), np.dtype(np.float64))},
+    "lanczos": {
+        "mc_nodes": ((*_POINT, "node"), np.dtype(np.float64)),
+        "mc_weights": ((*_POINT, "node"), np.dtype(np.float64)),
+        "mc_density": ((*_POINT, "x"), np.dtype(np.float64)),
+        "mc_extreme": ((*_POINT, "k"), np.dtype(np.float64)),
+        "mc_residual": ((*_POINT, "k"), np.dtype(np.float64)),
+        "mc_atom_zero": (_POINT, np.dtype(np.float64)),
+    },
+}
 _DESCRIPTIONS = {
     "eigenvalues": "all Monte Carlo eigenvalues, ascending",
+    "mc_nodes": "Lanczos quadrature nodes (Ritz values) of the spectral measure, ascending, NaN padded",
+    "mc_weights": "Lanczos quadrature weights (sum 1), NaN padded",
+    "mc_density": "Monte Carlo density (Lanczos quadrature, smoothed) at density_x, atom at 0 left out",
+    "mc_extreme": "extreme Ritz values: bottom (smallest first) then top (largest first), as mc_align",
+    "mc_residual": "Ritz residual |Hu - θu| / max|θ| of each extreme pair",
+    "mc_atom_zero": "quadrature weight of the Ritz values at 0 (within the zero tolerance)",
     "mc_align": "squared cosine of the k-th extreme Monte Carlo eigenvector with the unit target",
     "mc_negative_fraction": "fraction of the Monte Carlo eigenvalues below -p·eps·max|λ|",
     "density": "limiting density of the bulk",
@@ -187,7 +213,7 @@ def create_store(path: str | os.PathLike[str], spec: SweepSpec, *, overwrite: bo
         raise StoreError(where, "already exists (check it with check_store, or remove it)")
     Path(where).parent.mkdir(parents=True, exist_ok=True)
     template = _template(spec)
-    encoding = {name: {"chunks": _chunks(spec, dims)} for name, (dims, _) in _VARIABLES.items()}
+    encoding = {name: {"chunks": _chunks(spec, dims)} for name, (dims, _) in _variables(spec).items()}
     with warnings.catch_warnings():
         # zarr warns that consolidated metadata is not (yet) part of the Zarr v3 specification.
         # It is a zarr-python extension marked `must_understand: false`, so other readers skip it;
@@ -251,7 +277,7 @@ def write_cell(
     i_c: int,
     i_signal: int,
     theory: Sequence[TheoryResult | CellFailure],
-    montecarlo: Sequence[Sequence[MonteCarloResult | CellFailure] | CellFailure],
+    montecarlo: Sequence[Sequence[MonteCarloResult | LanczosResult | CellFailure] | CellFailure],
 ) -> None:
     """Write one cell ``(i_c, i_signal)``: every loss and trial, data first, then ``done``.
 
@@ -415,14 +441,20 @@ def summary(path: str | os.PathLike[str], *, max_errors: int = 20) -> dict[str, 
 # ----------------------------------------------------------------------------------------------
 
 
+def _variables(spec: SweepSpec) -> dict[str, tuple[tuple[str, ...], np.dtype[Any]]]:
+    """(dims, dtype) of every data variable of the sweep's cube, in writing order (``done`` last)."""
+    return {**_METHOD_VARIABLES[spec.montecarlo.method], **_COMMON_VARIABLES}
+
+
 def _sizes(spec: SweepSpec) -> dict[str, int]:
     n_c, n_loss, n_signal, trials = spec.shape
+    sizes = {"c": n_c, "loss": n_loss, "signal": n_signal, "trial": trials}
+    if spec.montecarlo.method == "dense":
+        sizes["eig"] = spec.p
+    else:
+        sizes["node"] = spec.montecarlo.probes * spec.montecarlo.steps
     return {
-        "c": n_c,
-        "loss": n_loss,
-        "signal": n_signal,
-        "trial": trials,
-        "eig": spec.p,
+        **sizes,
         "x": spec.theory.points,
         "k": 2 * spec.montecarlo.k,
         "target": len(TARGETS),
@@ -450,12 +482,12 @@ def _template(spec: SweepSpec) -> xr.Dataset:
 
     sizes = _sizes(spec)
     k = spec.montecarlo.k
-    coords = {
+    coords: dict[str, tuple[str, np.ndarray]] = {
         "c": ("c", np.array(spec.grid.c, dtype=np.float64)),
         "loss": ("loss", np.array(spec.grid.loss, dtype=_STRING)),
         "signal": ("signal", np.array(spec.grid.signal, dtype=np.float64)),
         "trial": ("trial", np.arange(spec.trials, dtype=np.int64)),
-        "eig": ("eig", np.arange(spec.p, dtype=np.int64)),
+        **{dim: (dim, np.arange(sizes[dim], dtype=np.int64)) for dim in ("eig", "node") if dim in sizes},
         "x": ("x", np.arange(spec.theory.points, dtype=np.int64)),
         "k": ("k", np.arange(2 * k, dtype=np.int64)),
         "side": ("k", np.array([_SIDES[0]] * k + [_SIDES[1]] * k, dtype=_STRING)),
@@ -464,7 +496,7 @@ def _template(spec: SweepSpec) -> xr.Dataset:
         "spike_index": ("spike_index", np.arange(MAX_SPIKES, dtype=np.int64)),
     }
     variables = {}
-    for name, (dims, dtype) in _VARIABLES.items():
+    for name, (dims, dtype) in _variables(spec).items():
         shape = tuple(sizes[dim] for dim in dims)
         chunks = tuple(min(c, s) if s else 0 for c, s in zip(_chunks(spec, dims), shape, strict=True))
         array = da.full(shape, _fill(dtype), dtype=dtype, chunks=chunks)
@@ -484,6 +516,7 @@ def _attrs(spec: SweepSpec) -> dict[str, Any]:
     return {
         "title": f"hessweep cube of sweep {spec.name!r}",
         "cube_format": CUBE_FORMAT,
+        "montecarlo_method": spec.montecarlo.method,
         "sweep_name": spec.name,
         "sweep_yaml": spec.source_text,
         "spec": json.dumps(spec.to_dict(), sort_keys=True),
@@ -510,11 +543,11 @@ def _attributes(where: str) -> Mapping[str, Any]:
     attrs = dict(group.attrs)
     if "spec" not in attrs or "cube_format" not in attrs:
         raise StoreError(where, f"not a hessweep cube (format {CUBE_FORMAT})")
-    if attrs["cube_format"] != CUBE_FORMAT:
+    if attrs["cube_format"] not in _READABLE_FORMATS:
         raise StoreError(
             where,
-            f"a cube of format {attrs['cube_format']}, and this hessweep reads and writes format "
-            f"{CUBE_FORMAT}: run the sweep into a new store",
+            f"a cube of format {attrs['cube_format']}, and this hessweep reads formats "
+            f"{', '.join(map(str, _READABLE_FORMATS))}: run the sweep into a new store",
         )
     return attrs
 
@@ -540,7 +573,7 @@ def _read(path: str | os.PathLike[str], name: str) -> np.ndarray:
 def _cell_arrays(
     spec: SweepSpec,
     theory: Sequence[TheoryResult | CellFailure],
-    montecarlo: Sequence[Sequence[MonteCarloResult | CellFailure] | CellFailure],
+    montecarlo: Sequence[Sequence[MonteCarloResult | LanczosResult | CellFailure] | CellFailure],
 ) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
     """The cell's region of every variable, shaped ``(1, n_loss, 1, …)``, checked first."""
     _, n_loss, _, trials = spec.shape
@@ -552,7 +585,7 @@ def _cell_arrays(
         raise ValueError(f"montecarlo: expected {trials} entries (one per trial), got {len(montecarlo)}")
     for i_loss, outcome in enumerate(theory):
         _check_theory(outcome, spec, f"theory[{i_loss}]")
-    per_trial: list[list[MonteCarloResult | CellFailure]] = []
+    per_trial: list[list[MonteCarloResult | LanczosResult | CellFailure]] = []
     for trial, entry in enumerate(montecarlo):
         if isinstance(entry, CellFailure):
             per_trial.append([entry] * n_loss)
@@ -570,8 +603,9 @@ def _cell_arrays(
             _check_montecarlo(sample, spec, f"montecarlo[{trial}][{i_loss}]")
         per_trial.append(list(entry))
 
+    variables = _variables(spec)
     arrays: dict[str, np.ndarray] = {}
-    for name, (dims, dtype) in _VARIABLES.items():
+    for name, (dims, dtype) in variables.items():
         shape = tuple(1 if dim in _CELL_DIMS else sizes[dim] for dim in dims)
         arrays[name] = np.full(shape, _fill(dtype), dtype=dtype)
     errors = [["" for _ in range(trials)] for _ in range(n_loss)]
@@ -608,7 +642,10 @@ def _cell_arrays(
                     f"{errors[i_loss][trial]}; {message}" if errors[i_loss][trial] else message
                 )
                 continue
-            arrays["eigenvalues"][point] = mc.eigenvalues
+            if isinstance(mc, MonteCarloResult):
+                arrays["eigenvalues"][point] = mc.eigenvalues
+            else:
+                _put_lanczos(arrays, point, mc, theory[i_loss])
             for i_target, target in enumerate(TARGETS):
                 arrays["mc_align"][0, i_loss, 0, trial, :k, i_target] = mc.align_bottom[target]
                 arrays["mc_align"][0, i_loss, 0, trial, k:, i_target] = mc.align_top[target]
@@ -621,7 +658,24 @@ def _cell_arrays(
             arrays["status"][point] = STATUS_FAILED if failed else STATUS_DONE
             arrays["error"][point] = errors[i_loss][trial]
             arrays["done"][point] = not failed
-    return {name: (_VARIABLES[name][0], array) for name, array in arrays.items()}
+    return {name: (variables[name][0], array) for name, array in arrays.items()}
+
+
+def _put_lanczos(
+    arrays: dict[str, np.ndarray],
+    point: tuple[int, int, int, int],
+    result: LanczosResult,
+    theory: TheoryResult | CellFailure,
+) -> None:
+    """A matrix-free result's variables at ``point``; its density on the theory's abscissae."""
+    size = result.nodes.size
+    arrays["mc_nodes"][(*point, slice(0, size))] = result.nodes
+    arrays["mc_weights"][(*point, slice(0, size))] = result.weights
+    if isinstance(theory, TheoryResult):
+        arrays["mc_density"][point] = result.density(theory.x)
+    arrays["mc_extreme"][point] = np.concatenate([result.bottom, result.top])
+    arrays["mc_residual"][point] = np.concatenate([result.residual_bottom, result.residual_top])
+    arrays["mc_atom_zero"][point] = result.atom_zero
 
 
 def _check_theory(result: object, spec: SweepSpec, where: str) -> None:
@@ -654,12 +708,23 @@ def _check_theory(result: object, spec: SweepSpec, where: str) -> None:
 def _check_montecarlo(result: object, spec: SweepSpec, where: str) -> None:
     if isinstance(result, CellFailure):
         return
-    if not isinstance(result, MonteCarloResult):
-        raise TypeError(f"{where}: expected a MonteCarloResult or a CellFailure, not {type(result).__name__}")
-    shape = np.shape(result.eigenvalues)
-    if shape != (spec.p,):
-        raise ValueError(f"{where}.eigenvalues: expected shape ({spec.p},) (p), got {shape}")
-    k = spec.montecarlo.k
+    options = spec.montecarlo
+    expected = MonteCarloResult if options.method == "dense" else LanczosResult
+    if not isinstance(result, expected):
+        raise TypeError(
+            f"{where}: expected a {expected.__name__} (montecarlo.method: {options.method}) or a "
+            f"CellFailure, not {type(result).__name__}"
+        )
+    if isinstance(result, MonteCarloResult):
+        shape = np.shape(result.eigenvalues)
+        if shape != (spec.p,):
+            raise ValueError(f"{where}.eigenvalues: expected shape ({spec.p},) (p), got {shape}")
+    elif isinstance(result, LanczosResult) and result.nodes.size > options.probes * options.steps:
+        raise ValueError(
+            f"{where}.nodes: expected at most probes × steps = {options.probes * options.steps}, "
+            f"got {result.nodes.size}"
+        )
+    k = options.k
     for side in ("align_bottom", "align_top"):
         alignments = getattr(result, side)
         for target in TARGETS:

@@ -27,11 +27,13 @@ import numpy as np
 import yaml
 
 from pipeline.errors import ScenarioError, SweepError
+from pipeline.lanczos import DTYPES
 from pipeline.scenario import Scenario
 
 __all__ = [
     "MAX_CELLS",
     "MAX_P",
+    "MONTECARLO_METHODS",
     "SIGNAL_TARGETS",
     "Grid",
     "MonteCarloOptions",
@@ -48,6 +50,8 @@ SIGNAL_TARGETS = ("mu.norm", "w_star.norm", "w.norm", "mu.angle", "w.angle", "co
 
 # Sanity limits, not limits of the method: a sweep beyond them is almost surely a typo (an extra
 # zero in ``num`` or ``p``), and would only fail hours later for lack of memory or disk.
+#: Monte Carlo methods (``montecarlo.method``).
+MONTECARLO_METHODS = ("dense", "lanczos")
 #: Most cells ``c × loss × signal × trial`` (the size of the cube's ``done`` mask).
 MAX_CELLS = 10**6
 #: Largest Monte Carlo dimension: one dense ``p × p`` Hessian at 10⁵ is 80 GB.
@@ -61,6 +65,8 @@ _REQUIRED_KEYS = ("name", "p", "grid")
 _GRID_KEYS = ("c", "loss", "signal")
 _AXIS_KEYS = ("start", "stop", "num", "scale")
 _FIXED_KEYS = ("mu", "w_star", "w", "cov", "labels")
+_LANCZOS_KEYS = ("probes", "steps", "dtype", "memory_gb")
+_MONTECARLO_KEYS = ("k", "method", *_LANCZOS_KEYS)
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 _COV_TARGET = re.compile(r"cov\.eigenvalues\[(0|[1-9][0-9]*)\]")
 # A differing list longer than this is summarised in `differences` instead of printed whole.
@@ -83,9 +89,44 @@ class Grid:
 
 @dataclass(frozen=True)
 class MonteCarloOptions:
-    """Monte Carlo settings: ``k`` extreme eigenvectors kept on each side of the spectrum."""
+    """Monte Carlo settings.
+
+    Attributes
+    ----------
+    k : int
+        Extreme eigenpairs kept on each side of the spectrum.
+    method : {"dense", "lanczos"}
+        ``dense``: form ``H`` and compute all its eigenvalues (:mod:`pipeline.montecarlo`);
+        ``lanczos``: never form ``H``, compute a quadrature of its spectral measure and its extreme
+        Ritz pairs by block Lanczos (:mod:`pipeline.lanczos`), for large ``p``.
+    probes, steps : int
+        ``lanczos`` only: block size and number of steps of the recurrence.
+    dtype : {"float64", "float32"}
+        ``lanczos`` only: data type of the features and of the products with them.
+    memory_gb : float
+        ``lanczos`` only: largest size of ``X`` held in memory, in GB (10⁹ bytes); beyond it the
+        features are generated again, block by block, for every product.
+    """
 
     k: int = 2
+    method: str = "dense"
+    probes: int = 8
+    steps: int = 80
+    dtype: str = "float64"
+    memory_gb: float = 16.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as a sweep file writes them (the ``lanczos`` ones only for that method)."""
+        if self.method == "dense":
+            return {"k": self.k}
+        return {
+            "k": self.k,
+            "method": self.method,
+            "probes": self.probes,
+            "steps": self.steps,
+            "dtype": self.dtype,
+            "memory_gb": self.memory_gb,
+        }
 
 
 @dataclass(frozen=True)
@@ -311,7 +352,7 @@ class SweepSpec:
             },
             "signal": self.signal_target,
             "fixed": copy.deepcopy(_plain(self.fixed)),
-            "montecarlo": {"k": self.montecarlo.k},
+            "montecarlo": self.montecarlo.to_dict(),
             "theory": {"points": self.theory.points},
         }
 
@@ -566,9 +607,7 @@ def _validate(data: Any) -> SweepSpec:
             raise SweepError(f"grid.c[{i}]", f"p = {p} at c = {c:g} gives n = round(p/c) = 0 samples")
 
     fixed = _fixed(top.get("fixed"), target, grid.signal)
-    montecarlo = MonteCarloOptions(**_options(top.get("montecarlo"), "montecarlo", {"k": 0}))
-    if montecarlo.k > p:
-        raise SweepError("montecarlo.k", f"must be <= p = {p}")
+    montecarlo = _montecarlo(top.get("montecarlo"), p)
     theory = TheoryOptions(**_options(top.get("theory"), "theory", {"points": _MIN_THEORY_POINTS}))
 
     spec = SweepSpec(
@@ -693,6 +732,37 @@ def _check_covariance_target(cov: Any, target: str, index: int, signal: tuple[fl
     for i, s in enumerate(signal):
         if s <= 0:
             raise SweepError(f"grid.signal[{i}]", f"must be > 0 (it sets {target})")
+
+
+def _montecarlo(value: Any, p: int) -> MonteCarloOptions:
+    options = _mapping({} if value is None else value, "montecarlo", _MONTECARLO_KEYS)
+    method = options.get("method", "dense")
+    if method not in MONTECARLO_METHODS:
+        raise SweepError(
+            "montecarlo.method", f"must be one of {', '.join(MONTECARLO_METHODS)}, not {method!r}"
+        )
+    k = _integer(options.get("k", 2), "montecarlo.k", minimum=0)
+    if method == "dense":
+        for key in _LANCZOS_KEYS:
+            if key in options:
+                raise SweepError(f"montecarlo.{key}", "applies to method: lanczos only")
+        if k > p:
+            raise SweepError("montecarlo.k", f"must be <= p = {p}")
+        return MonteCarloOptions(k=k)
+    probes = _integer(options.get("probes", 8), "montecarlo.probes", minimum=1)
+    steps = _integer(options.get("steps", 80), "montecarlo.steps", minimum=1)
+    if probes * steps >= p:
+        reason = f"probes × steps = {probes * steps} must be < p = {p} (at this size use method: dense)"
+        raise SweepError("montecarlo.steps", reason)
+    if k > probes * steps:
+        raise SweepError("montecarlo.k", f"must be <= probes × steps = {probes * steps}")
+    dtype = options.get("dtype", "float64")
+    if dtype not in DTYPES:
+        raise SweepError("montecarlo.dtype", f"must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    memory = _finite(options.get("memory_gb", 16.0), "montecarlo.memory_gb")
+    if memory <= 0:
+        raise SweepError("montecarlo.memory_gb", "must be > 0")
+    return MonteCarloOptions(k=k, method=method, probes=probes, steps=steps, dtype=dtype, memory_gb=memory)
 
 
 def _options(value: Any, path: str, minima: dict[str, int]) -> dict[str, int]:

@@ -175,7 +175,11 @@ def test_geomspace_keeps_its_ends_exact() -> None:
             "fixed.mu.nrm",
             "unknown key (known: angle, norm, spread)",
         ),
-        (sweep(montecarlo={"k": 2, "eig": 3}), "montecarlo.eig", "unknown key (known: k)"),
+        (
+            sweep(montecarlo={"k": 2, "eig": 3}),
+            "montecarlo.eig",
+            "unknown key (known: dtype, k, memory_gb, method, probes, steps)",
+        ),
         (sweep(theory={"grid": 3}), "theory.grid", "unknown key (known: points)"),
         # missing keys
         (sweep(grid=None), "grid", "is required"),
