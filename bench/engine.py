@@ -289,8 +289,9 @@ def section_naive(sizes: list[int], c: float, repeats: int) -> list[dict[str, An
 class FixedPointProblem:
     """δ(z) = c Σ_j π_j t_j / (t_j F(δ) − z), F(δ) = E[g/(1+gδ)], with the law of g that solve uses.
 
-    The law is the full quadrature of ``curvature_law`` (solve's density compresses it into pieces;
-    its edges and spikes use it whole); its mass at 0 only enters through ``atom_zero``.
+    The law is the full quadrature of ``curvature_law`` (solve's density, edges and spikes are
+    solved on it whole; a compressed law only gives solve its support search and starting points);
+    its mass at 0 only enters through ``atom_zero``.
     """
 
     c: float
@@ -675,9 +676,10 @@ def report(results: dict[str, Any]) -> str:
         f"or after {FLOOR_ITERATIONS} iterations. Interleaved, one core, medians of "
         f"{results['theory_repeats']}. Density errors against a reference: Newton with continuation "
         "(solve's `BulkEquation`) on the full, uncompressed law at solve's Im z = 1e-10 × scale: the "
-        "fixed point's own equation, whereas solve's density compresses the law into 128 pieces, so solve's "
-        "error below includes that compression. `max`: inside the bulks, ends left out (set by the points "
-        "next to an edge, where the density rises like a square root); `L1`: ∫|ρ − ρ_ref| dx over the "
+        "fixed point's own equation, and the one solve's density is polished on (from a compressed law's "
+        "solution), so solve's error below is its convergence error, and in `L1` the panels next to the "
+        "bulk ends, where solve's density is exactly 0. `max`: inside the bulks, ends left out (set by the "
+        "points next to an edge, where the density rises like a square root); `L1`: ∫|ρ − ρ_ref| dx over the "
         "bulks. `iteration L1`: the fixed point against its own limit at its own Im z (its δ polished by "
         "Newton), the part of its error that more iterations would remove; the rest "
         "is the bias of Im z = 1e-6.",
