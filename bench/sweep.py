@@ -141,23 +141,39 @@ def timed_sweep(spec: SweepSpec, client: Client, address: str) -> dict[str, Any]
         main = psutil.Process()
         with get_task_stream(client) as stream:
             cpu = sum(main.cpu_times()[:2])
-            start = time.perf_counter()
+            # The task stream's times are the workers' time.time(), on this host.
+            start, epoch = time.perf_counter(), time.time()
             report = run_sweep(spec, Path(folder) / "cube.zarr", scheduler=address, progress=False, echo=None)
             wall = time.perf_counter() - start
             cpu = sum(main.cpu_times()[:2]) - cpu
         if not report.ok:
             raise RuntimeError(f"the benchmark sweep failed: {report.failures}")
     compute: dict[str, float] = {}
+    counts: dict[str, int] = {}
     other = 0.0
+    first, last = float("inf"), float("-inf")
     for task in stream.data:
         kind = str(task["key"]).split("-", 1)[0]
+        counts[kind] = counts.get(kind, 0) + 1
         for phase in task["startstops"]:
             seconds = phase["stop"] - phase["start"]
             if phase["action"] == "compute":
                 compute[kind] = compute.get(kind, 0.0) + seconds
+                first, last = min(first, phase["start"]), max(last, phase["stop"])
             else:
                 other += seconds
-    return {"wall": wall, "compute": compute, "other": other, "tasks": len(stream.data), "main_cpu": cpu}
+    return {
+        "wall": wall,
+        "compute": compute,
+        "counts": counts,
+        "other": other,
+        "tasks": len(stream.data),
+        "main_cpu": cpu,
+        # Before the first task started (store creation, planning, submission) and after the
+        # last one ended (collecting the outcomes).
+        "head": first - epoch,
+        "tail": epoch + wall - last,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -222,6 +238,17 @@ def section_scaling(p: int, n_signal: int, repeats: int) -> dict[str, Any]:
         "spread_2": spread(walls[2]),
         "compute_1": statistics.median(computes[1]),
         "compute_2": statistics.median(computes[2]),
+        **{
+            f"{name}_{w}": statistics.median(value(r, w) for r in rs)
+            for w, rs in runs.items()
+            for name, value in (
+                ("idle", lambda r, w: r["wall"] * w - sum(r["compute"].values())),
+                ("head", lambda r, w: r["head"]),
+                ("tail", lambda r, w: r["tail"]),
+                ("main_cpu", lambda r, w: r["main_cpu"]),
+                ("tasks", lambda r, w: r["tasks"]),
+            )
+        },
         "speedup": statistics.median(walls[1]) / statistics.median(walls[2]),
         "paired": statistics.median(a / b for a, b in zip(walls[1], walls[2], strict=True)),
     }
@@ -230,6 +257,70 @@ def section_scaling(p: int, n_signal: int, repeats: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------
+
+
+def overhead_lines(o: dict[str, Any]) -> list[str]:
+    kinds = ", ".join(
+        f"{kind} {seconds:.1f} s ({o['counts'][kind]} tasks)"
+        for kind, seconds in sorted(o["compute"].items())
+    )
+    # Cells batched into one task write inside it: their writes are in that task's compute.
+    write = (
+        o["compute"].get("write_cell", 0.0) / o["counts"]["write_cell"]
+        if "write_cell" in o["counts"]
+        else None
+    )
+    return [
+        "### 1. Sweep overhead: `run_sweep` on tiny cells",
+        "",
+        f"{o['cells']} cells (p = 20, one loss, one trial, theory on 32 points, square loss) through "
+        f"`run_sweep(scheduler=...)` on a `LocalCluster` of {o['workers']} workers × 1 thread, already "
+        "started and warmed up by a 2-cell sweep; a fresh store. Wall time of the call (store creation, "
+        "submission, waiting, all included) against the compute time of its "
+        f"{o['tasks']} tasks from the scheduler's task stream (`distributed.get_task_stream`): `cells` "
+        "tasks compute and write several whole cells each, `theory`, `montecarlo` and `write_cell` "
+        "tasks are the parts of a cell with a graph of its own. "
+        "Overhead = wall × workers / Σ compute − 1; target ≤ 5%. `main process CPU`: the CPU time, "
+        "during the call, of this process, which holds the scheduler, the nannies and both clients "
+        "and shares the 2 cores with the workers. `head`: from the call to the first task's start "
+        "(store creation, planning, submission); `tail`: from the last task's end to the call's return.",
+        "",
+        "| cells | wall (s) | Σ task compute (s) | by kind | cell write (s per cell) | transfers etc. (s) "
+        "| head, tail (s) | main process CPU (s) | overhead |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {o['cells']} | {o['wall']:.1f} | {o['total']:.1f} | {kinds} | "
+        f"{'in batches' if write is None else f'{write:.3f}'} | {o['other']:.1f} | "
+        f"{o['head']:.2f}, {o['tail']:.2f} | {o['main_cpu']:.1f} | **{o['overhead']:.1%}** |",
+    ]
+
+
+def scaling_lines(s: dict[str, Any]) -> list[str]:
+    return [
+        "",
+        "### 2. Scaling: one worker against two",
+        "",
+        f"A compute-bound sweep: {s['cells']} cells, {s['draws']} Monte Carlo draws at p = {s['p']} "
+        "(c ∈ {0.5, 2}, logistic model and loss, 2 trials), theory on 400 points. Two clusters (1 and 2 "
+        "workers × 1 thread) started and warmed up first, then runs interleaved 1, 2, 1, 2, … "
+        f"({s['repeats']} each), each into a fresh store; medians. `Σ compute`: the tasks' compute "
+        "time (more with two workers means each worker ran slower: the machine's 2 cores are "
+        "throttled and share caches and memory bandwidth). `idle`: wall × workers − Σ compute, the "
+        "workers' time without a task, of which `head` and `tail` (as in section 1, per worker). "
+        "Target: wall(1) / wall(2) ≥ 1.8.",
+        "",
+        "| workers | wall (s) | spread | Σ task compute (s) | tasks | idle (worker-s) | head, tail (s) "
+        "| main process CPU (s) |",
+        "|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {w} | {s[f'wall_{w}']:.1f} | {s[f'spread_{w}']:.2f} | {s[f'compute_{w}']:.1f} | "
+            f"{s[f'tasks_{w}']} | {s[f'idle_{w}']:.1f} | {s[f'head_{w}']:.2f}, {s[f'tail_{w}']:.2f} | "
+            f"{s[f'main_cpu_{w}']:.1f} |"
+            for w in (1, 2)
+        ),
+        "",
+        f"wall(1) / wall(2) = **{s['speedup']:.2f}** (paired: {s['paired']:.2f}); Σ compute(2) / "
+        f"Σ compute(1) = {s['compute_2'] / s['compute_1']:.2f}.",
+    ]
 
 
 def report(results: dict[str, Any]) -> str:
@@ -243,46 +334,10 @@ def report(results: dict[str, Any]) -> str:
         "(their CPU is this run's).",
         "",
     ]
-    o = results["overhead"]
-    kinds = ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in sorted(o["compute"].items()))
-    lines += [
-        "### 1. Sweep overhead: `run_sweep` on tiny cells",
-        "",
-        f"{o['cells']} cells (p = 20, one loss, one trial, theory on 32 points, square loss) through "
-        f"`run_sweep(scheduler=...)` on a `LocalCluster` of {o['workers']} workers × 1 thread, already "
-        "started and warmed up by a 2-cell sweep; a fresh store. Wall time of the call (store creation, "
-        "submission, waiting, all included) against the compute time of its "
-        f"{o['tasks']} tasks from the scheduler's task stream (`distributed.get_task_stream`). "
-        "Overhead = wall × workers / Σ compute − 1; target ≤ 5%. `main process CPU`: the CPU time, "
-        "during the call, of this process, which holds the scheduler, the nannies and both clients "
-        "and shares the 2 cores with the workers.",
-        "",
-        "| cells | wall (s) | Σ task compute (s) | by kind | cell write (s per cell) | transfers etc. (s) "
-        "| main process CPU (s) | overhead |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {o['cells']} | {o['wall']:.1f} | {o['total']:.1f} | {kinds} | "
-        f"{o['compute'].get('write_cell', 0.0) / o['cells']:.3f} | {o['other']:.1f} | {o['main_cpu']:.1f} | "
-        f"**{o['overhead']:.1%}** |",
-    ]
-    s = results["scaling"]
-    lines += [
-        "",
-        "### 2. Scaling: one worker against two",
-        "",
-        f"A compute-bound sweep: {s['cells']} cells, {s['draws']} Monte Carlo draws at p = {s['p']} "
-        "(c ∈ {0.5, 2}, logistic model and loss, 2 trials), theory on 400 points. Two clusters (1 and 2 "
-        "workers × 1 thread) started and warmed up first, then runs interleaved 1, 2, 1, 2, … "
-        f"({s['repeats']} each), each into a fresh store; medians. `Σ compute`: the tasks' compute "
-        "time (more with two workers means each worker ran slower: the machine's 2 cores are "
-        "throttled and share caches and memory bandwidth). Target: wall(1) / wall(2) ≥ 1.8.",
-        "",
-        "| workers | wall (s) | spread | Σ task compute (s) |",
-        "|---|---|---|---|",
-        f"| 1 | {s['wall_1']:.1f} | {s['spread_1']:.2f} | {s['compute_1']:.1f} |",
-        f"| 2 | {s['wall_2']:.1f} | {s['spread_2']:.2f} | {s['compute_2']:.1f} |",
-        "",
-        f"wall(1) / wall(2) = **{s['speedup']:.2f}** (paired: {s['paired']:.2f}).",
-    ]
+    if "overhead" in results:
+        lines += overhead_lines(results["overhead"])
+    if "scaling" in results:
+        lines += scaling_lines(results["scaling"])
     return "\n".join(lines) + "\n"
 
 
@@ -290,7 +345,15 @@ def main() -> None:
     parser = run_parser(
         __doc__, "smoke run with small sweeps", "runs per worker count in section 2 (default 3, quick 1)"
     )
+    parser.add_argument(
+        "--section",
+        choices=["all", "overhead", "scaling"],
+        default="all",
+        help="run one section only (not with --write)",
+    )
     args = parser.parse_args()
+    if args.write and args.section != "all":
+        parser.error("--write records full runs only")
     quick = args.quick
     repeats = args.repeats or (1 if quick else 3)
     pause = pause_of(args)
@@ -308,16 +371,18 @@ def main() -> None:
     def section(key: str, title: str, run: Callable[[], Any]) -> Any:
         return measured_section(results["state"], key, title, run, pause, counters, foreign)
 
-    results["overhead"] = section(
-        "1",
-        "1. sweep overhead",
-        lambda: section_overhead(2 if quick else 10, 10 if quick else 100, workers=2),
-    )
-    results["scaling"] = section(
-        "2",
-        "2. scaling 1 vs 2 workers",
-        lambda: section_scaling(200 if quick else 800, 2 if quick else 12, repeats),
-    )
+    if args.section in ("all", "overhead"):
+        results["overhead"] = section(
+            "1",
+            "1. sweep overhead",
+            lambda: section_overhead(2 if quick else 10, 10 if quick else 100, workers=2),
+        )
+    if args.section in ("all", "scaling"):
+        results["scaling"] = section(
+            "2",
+            "2. scaling 1 vs 2 workers",
+            lambda: section_scaling(200 if quick else 800, 2 if quick else 12, repeats),
+        )
     results["load_end"] = load_average()
     results["wall_s"] = time.perf_counter() - start
 

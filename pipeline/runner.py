@@ -1,29 +1,39 @@
 """The Dask graph of a sweep: submission, progress, resume, retries.
 
-One sweep is a forest of small graphs, one per *cell* ``(i_c, i_signal)`` of the cube (the unit
-that :mod:`pipeline.store` writes):
+One sweep is a forest of small graphs over the *cells* ``(i_c, i_signal)`` of the cube (the unit
+that :mod:`pipeline.store` writes).  An expensive cell gets a graph of its own:
 
 * a theory task per point ``(c, loss, signal)`` calls :func:`pipeline.theory.solve`;
 * a Monte Carlo task per draw ``(c, signal, trial)`` makes one :func:`pipeline.montecarlo.draw`
-  and analyses it under every loss, so that all losses at one point see the same ``X``;
+  and analyses it under every loss, so that all losses at one point see the same ``X`` (cheap
+  draws: one task for all the trials of the cell);
 * a writer task per cell gathers the theory results of all losses and the Monte Carlo results of
   all trials and calls :func:`pipeline.store.write_cell`, which writes the cell's data and then its
   ``done`` mask.  No two tasks write one chunk.
+
+Cheap cells are *batched*: one task computes and writes several whole cells, one after the other,
+with the same functions (:func:`cell_task`), so that the scheduler's cost per task stays small
+beside the work (see :func:`_plan`).  Either way a cell's results are the same bits.
 
 A computation that raises is tried again inside its task, up to ``attempts`` times in all, and is
 then handed to the writer as a :class:`~pipeline.store.CellFailure`: the store records the affected
 points as failed and the run goes on.  A worker that dies is Dask's business: its tasks are
 rescheduled on the others.
 
-Only this module knows Dask.  The workers' BLAS is pinned to one thread (see
-:data:`WORKER_ENVIRONMENT`): eigenvalues are bit-identical only for a fixed BLAS thread count, so
-pinning is what makes a sweep on one worker, on two, or on a cluster give the same cube.
+Only this module knows Dask.  The workers' BLAS is pinned to one thread: eigenvalues are
+bit-identical only for a fixed BLAS thread count, so pinning is what makes a sweep on one worker,
+on two, or on a cluster give the same cube.  Local workers start with :data:`WORKER_ENVIRONMENT`;
+workers of an external scheduler (``dask worker``, whose nanny sets the same variables by default,
+but not with ``--no-nanny`` or another ``distributed.nanny.pre-spawn-environ``) are pinned when
+they join, by a worker plugin that sets OpenBLAS's thread count (:func:`pin_blas_threads`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import socket
 import sys
 from asyncio import CancelledError
 from collections.abc import Callable, Iterator, Sequence
@@ -35,14 +45,16 @@ import dask
 from dask.base import tokenize
 from distributed import Client, Future, LocalCluster, as_completed
 from distributed import progress as progress_bar
+from distributed.diagnostics.plugin import WorkerPlugin
 
-from pipeline import montecarlo, store, theory
+from pipeline import lanczos, montecarlo, store, theory
+from pipeline.lanczos import LanczosResult
 from pipeline.montecarlo import MonteCarloResult
 from pipeline.store import CellFailure
 from pipeline.sweep import SweepSpec
 from pipeline.theory import TheoryResult
 
-__all__ = ["WORKER_ENVIRONMENT", "RunReport", "run_sweep"]
+__all__ = ["WORKER_ENVIRONMENT", "RunReport", "pin_blas_threads", "run_sweep"]
 
 #: Environment of every local worker process, set before the process starts (so before numpy
 #: loads): one BLAS/OpenMP thread per worker, one worker thread per core.
@@ -53,11 +65,41 @@ WORKER_ENVIRONMENT = {
     "VECLIB_MAXIMUM_THREADS": "1",
     "NUMEXPR_NUM_THREADS": "1",
 }
+# OpenBLAS's thread-count setter under the names that its builds export: plain, and with the
+# prefix and 64-bit-integer suffixes of the libraries bundled in numpy's and scipy's wheels.
+_OPENBLAS_SETTERS = tuple(
+    f"{prefix}openblas_set_num_threads{suffix}" for prefix in ("", "scipy_") for suffix in ("", "64_", "_64")
+)
 # The writers run first among the ready tasks, so that cells are finished (and survive an
 # interrupted run) one after another rather than all at the end.
 _WRITER_PRIORITY = 10
 # A draw cheaper than this (a few milliseconds) shares one task with the other trials of its cell.
 _BATCH_FLOPS = 3e7
+
+# Batching of whole cells (see _plan).  A task costs the scheduler, the nannies and the client a
+# few milliseconds of CPU, on the cores the workers use, and a worker a round trip to the scheduler:
+# a task of at least this many (estimated) seconds keeps that near 1% of the work.
+_BATCH_SECONDS = 1.0
+# ... but the last tasks of a sweep must be small, or one worker finishes a batch while the others
+# idle: a task takes at most this fraction, per worker, of the work not yet planned (guided
+# self-scheduling), so tasks shrink towards single cells at the end.
+_TAPER = 1 / 4
+# A cell alone in its task gets its fine-grained graph (theory per loss, draws, writer) from this
+# estimate up: its parts then run on several workers at once, for a few ms of overhead per part.
+_SPLIT_SECONDS = 0.25
+# For tests: every task of this many cells (0: every cell its fine-grained graph); None: planned.
+_CELLS_PER_TASK: int | None = None
+
+# One-core costs of a cell's parts, for choosing the batch size only (a factor 2 off only halves
+# or doubles a batch), measured on tiny to p = 800 sweeps: a theory solve costs a fixed part (its
+# adaptive grid and spike scan) and a part per abscissa (0.02-0.06 s at 32-64 points, 0.1-0.2 s at
+# 400); a draw costs its Python calls plus its BLAS work at about 1e10 flop/s; a cell's write
+# (store.write_cell: open the group, one region per variable, then done) 0.05-0.07 s.
+_SOLVE_SECONDS = 0.05
+_SOLVE_SECONDS_PER_POINT = 2.5e-4
+_DRAW_SECONDS = 2e-3
+_FLOPS_PER_SECOND = 1e10
+_WRITE_SECONDS = 0.06
 # Failure messages kept in the report (a sweep failing everywhere would otherwise repeat one
 # message thousands of times).
 _KEPT_MESSAGES = 20
@@ -129,7 +171,8 @@ def run_sweep(
         cluster.  Its workers should be started with :data:`WORKER_ENVIRONMENT` (``dask worker``
         under a nanny does so by default, through ``distributed.nanny.pre-spawn-environ``).
     progress : bool, default True
-        Show a progress bar of the cells (:func:`distributed.progress`).
+        Show a progress bar of the tasks (:func:`distributed.progress`): a batch of cheap cells
+        counts as one task.
     attempts : int, default 3
         Tries of a failing computation before its points are recorded as failed, ``>= 1``.
     dashboard_address : str, default ``":8787"``
@@ -177,14 +220,16 @@ def run_sweep(
     with _client(workers, scheduler, dashboard_address) as client:
         n_workers = len(client.scheduler_info().get("workers", {}))
         say(f"dashboard: {client.dashboard_link} ({n_workers} workers)")
+        client.register_plugin(_PinBlas())
         if not exists:
             store.create_store(path, spec)
         # The progress bar and as_completed find the client as the current one.
         with client.as_current():
-            writers = _submit(client, spec, os.path.abspath(path), pending, attempts)
+            tasks = _plan(spec, pending, max(1, n_workers))
+            outputs = _submit(client, spec, os.path.abspath(path), tasks, attempts)
             if progress:
-                _progress(list(writers))
-            failed, messages = _collect(writers, spec)
+                _progress(list(outputs))
+            failed, messages = _collect(outputs, spec, path)
 
     return RunReport(
         computed_cells=len(pending),
@@ -231,6 +276,57 @@ def _client(workers: int | None, scheduler: str | None, dashboard_address: str) 
         yield stack.enter_context(Client(cluster, set_as_default=False))
 
 
+def pin_blas_threads() -> list[str]:
+    """Set every OpenBLAS loaded in this process (numpy's and scipy's, loaded first) to one thread.
+
+    For a process whose environment did not pin BLAS before numpy loaded (see
+    :data:`WORKER_ENVIRONMENT`).  Libraries are found in ``/proc/self/maps``, so on Linux only;
+    other BLAS (MKL, BLIS, Accelerate) are left to the environment.
+
+    Returns
+    -------
+    list of str
+        The paths of the libraries set to one thread (empty where none was found).
+    """
+    import numpy  # noqa: F401  (loads numpy's BLAS)
+    import scipy.linalg  # noqa: F401  (loads scipy's)
+
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            # Fields: address, permissions, offset, device, inode, then the mapped file's path.
+            mapped = {fields[5].strip() for line in maps if len(fields := line.split(maxsplit=5)) == 6}
+    except OSError:
+        return []
+    pinned = []
+    for path in sorted(mapped):
+        if "openblas" not in os.path.basename(path).lower():
+            continue
+        # RTLD_NOLOAD: a handle to the library already loaded, never a second copy.
+        library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+        setter = next((getattr(library, name) for name in _OPENBLAS_SETTERS if hasattr(library, name)), None)
+        if setter is not None:
+            setter(1)
+            pinned.append(path)
+    return pinned
+
+
+class _PinBlas(WorkerPlugin):
+    """Pins BLAS to one thread (:func:`pin_blas_threads`) in every worker process, as it joins.
+
+    A worker in the client's own process (a cluster of threads, as in the tests) is left alone:
+    pinning there would change the client's BLAS for the rest of its life.
+    """
+
+    name = "hessweep-pin-blas"
+
+    def __init__(self) -> None:
+        self.client = (socket.gethostname(), os.getpid())
+
+    def setup(self, worker: object) -> None:
+        if (socket.gethostname(), os.getpid()) != self.client:
+            pin_blas_threads()
+
+
 def _progress(futures: list[Future]) -> None:
     """A text progress bar on stdout until every future has finished."""
     progress_bar(futures, notebook=False)
@@ -244,87 +340,173 @@ def _progress(futures: list[Future]) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Task:
+    """Cells computed by one task (:func:`cells_task`), or, ``fine``, one cell's own graph."""
+
+    cells: tuple[tuple[int, int], ...]
+    fine: bool = False
+
+
+def _cell_seconds(spec: SweepSpec, i_c: int) -> float:
+    """Rough one-core seconds of a cell at ``c[i_c]``: every loss's theory, every draw, the write."""
+    _, n_loss, _, trials = spec.shape
+    solve = _SOLVE_SECONDS + _SOLVE_SECONDS_PER_POINT * spec.theory.points
+    draw = _DRAW_SECONDS + _draw_flops(spec, i_c) / _FLOPS_PER_SECOND
+    return n_loss * solve + trials * draw + _WRITE_SECONDS
+
+
+def _plan(spec: SweepSpec, cells: Sequence[tuple[int, int]], workers: int) -> list[_Task]:
+    """Group ``cells`` (in their order) into tasks, each a batch of whole cells or one cell's graph.
+
+    Consecutive cells go into one task until their estimated cost (:func:`_cell_seconds`) reaches
+    the target: :data:`_BATCH_SECONDS`, or less towards the end of the sweep, where the target is
+    :data:`_TAPER` of the work left per worker, so that the workers finish together.  A cell
+    alone in its task gets its fine-grained graph if it is costly enough (:data:`_SPLIT_SECONDS`).
+    Deterministic: the same cells and worker count give the same tasks (and so the same keys).
+    """
+    if _CELLS_PER_TASK is not None:
+        if _CELLS_PER_TASK == 0:
+            return [_Task((cell,), fine=True) for cell in cells]
+        size = _CELLS_PER_TASK
+        return [_Task(tuple(cells[first : first + size])) for first in range(0, len(cells), size)]
+    costs = [_cell_seconds(spec, i_c) for i_c, _ in cells]
+    left = sum(costs)
+    tasks: list[_Task] = []
+    group: list[tuple[int, int]] = []
+    cost = target = 0.0
+    for cell, seconds in zip(cells, costs, strict=True):
+        if not group:
+            target = min(_BATCH_SECONDS, _TAPER * left / workers)
+        group.append(cell)
+        cost += seconds
+        left -= seconds
+        if cost >= target:
+            tasks.append(_Task(tuple(group), fine=len(group) == 1 and cost >= _SPLIT_SECONDS))
+            group, cost = [], 0.0
+    if group:
+        tasks.append(_Task(tuple(group)))
+    return tasks
+
+
 def _submit(
-    client: Client, spec: SweepSpec, path: str, cells: Sequence[tuple[int, int]], attempts: int
-) -> dict[Future, tuple[int, int]]:
-    """Submit the tasks of ``cells``, cell after cell; return the writers and their cells.
+    client: Client, spec: SweepSpec, path: str, tasks: Sequence[_Task], attempts: int
+) -> dict[Future, tuple[tuple[int, int], ...]]:
+    """Submit ``tasks`` (from :func:`_plan`) in order; return each one's final future (a batch of
+    cells, or a cell's writer) and its cells.
 
     Keys are deterministic: a kind, a token of the sweep and the store, and the grid indices.
-    Only the writers are kept: the theory and Monte Carlo results are released from the
-    workers' memory as soon as their cell is written.
+    Only the final futures are kept: the theory and Monte Carlo results are released from the
+    workers' memory as soon as their cell is written.  The scheduler starts tasks of equal
+    priority in the order they were submitted, so cells are written roughly in grid order.
     """
     token = tokenize(spec.to_dict(), path)[:8]
+    outputs: dict[Future, tuple[tuple[int, int], ...]] = {}
+    for task in tasks:
+        if task.fine:
+            ((i_c, i_s),) = task.cells
+            future = _submit_cell(client, spec, path, i_c, i_s, attempts, token)
+        else:
+            (first_c, first_s), (last_c, last_s) = task.cells[0], task.cells[-1]
+            future = client.submit(
+                cells_task,
+                path,
+                spec,
+                task.cells,
+                attempts,
+                key=f"cells-{token}-{first_c}-{first_s}-{last_c}-{last_s}",
+                pure=False,
+            )
+        outputs[future] = task.cells
+    return outputs
+
+
+def _submit_cell(
+    client: Client, spec: SweepSpec, path: str, i_c: int, i_s: int, attempts: int, token: str
+) -> Future:
+    """Submit the fine-grained graph of one cell: theory per loss, draws, a writer; return the writer."""
     _, n_loss, _, trials = spec.shape
-    writers: dict[Future, tuple[int, int]] = {}
-    for i_c, i_s in cells:
-        solved = [
-            client.submit(
-                theory_task,
-                spec,
-                i_c,
-                i_l,
-                i_s,
-                attempts,
-                key=f"theory-{token}-{i_c}-{i_l}-{i_s}",
-                pure=False,
-            )
-            for i_l in range(n_loss)
-        ]
-        # Cheap draws go in one task per cell, so that the per-task overhead of the scheduler
-        # (about a millisecond) stays small beside the work; others get a task per trial.
-        per_task = trials if _draw_flops(spec, i_c) < _BATCH_FLOPS else 1
-        batches = [
-            client.submit(
-                montecarlo_batch_task,
-                spec,
-                i_c,
-                i_s,
-                tuple(range(first, min(first + per_task, trials))),
-                attempts,
-                key=f"montecarlo-{token}-{i_c}-{i_s}-{first}-{min(first + per_task, trials)}",
-                pure=False,
-            )
-            for first in range(0, trials, per_task)
-        ]
-        writer = client.submit(
-            write_batches_task,
-            path,
+    solved = [
+        client.submit(
+            theory_task,
+            spec,
+            i_c,
+            i_l,
+            i_s,
+            attempts,
+            key=f"theory-{token}-{i_c}-{i_l}-{i_s}",
+            pure=False,
+        )
+        for i_l in range(n_loss)
+    ]
+    # Cheap draws go in one task per cell, so that the per-task overhead of the scheduler
+    # (about a millisecond) stays small beside the work; others get a task per trial.
+    per_task = trials if _draw_flops(spec, i_c) < _BATCH_FLOPS else 1
+    batches = [
+        client.submit(
+            montecarlo_batch_task,
             spec,
             i_c,
             i_s,
-            solved,
-            batches,
+            tuple(range(first, min(first + per_task, trials))),
             attempts,
-            key=f"write_cell-{token}-{i_c}-{i_s}",
+            key=f"montecarlo-{token}-{i_c}-{i_s}-{first}-{min(first + per_task, trials)}",
             pure=False,
-            priority=_WRITER_PRIORITY,
         )
-        writers[writer] = (i_c, i_s)
-    return writers
+        for first in range(0, trials, per_task)
+    ]
+    return client.submit(
+        write_batches_task,
+        path,
+        spec,
+        i_c,
+        i_s,
+        solved,
+        batches,
+        attempts,
+        key=f"write_cell-{token}-{i_c}-{i_s}",
+        pure=False,
+        priority=_WRITER_PRIORITY,
+    )
 
 
-def _collect(writers: dict[Future, tuple[int, int]], spec: SweepSpec) -> tuple[int, list[str]]:
-    """Wait for the writers; return the failed points and the distinct failure messages."""
+def _collect(
+    outputs: dict[Future, tuple[tuple[int, int], ...]], spec: SweepSpec, path: str
+) -> tuple[int, list[str]]:
+    """Wait for the final futures; return the failed points and the distinct failure messages."""
     _, n_loss, _, trials = spec.shape
     failed = 0
     messages: list[str] = []
-    for future in as_completed(list(writers)):
+    for future in as_completed(list(outputs)):
         try:
-            outcome: CellOutcome = future.result()
+            result: CellOutcome | list[CellOutcome] = future.result()
         except (Exception, CancelledError) as error:
-            # The writer, or a task it needs, failed outside our retries (KilledWorker after
-            # repeated worker deaths, a task cancelled with its scheduler): the cell stays pending.
-            i_c, i_s = writers[future]
-            failed += n_loss * trials
-            found = [f"cell c[{i_c}], signal[{i_s}]: {type(error).__name__}: {error}"]
+            # The task, or one it needs, failed outside our retries (KilledWorker after repeated
+            # worker deaths, a task cancelled with its scheduler).  A batch may have written some
+            # of its cells before: only those still pending count as failed.
+            cells = outputs[future]
+            lost = _still_pending(path, cells)
+            failed += n_loss * trials * len(lost)
+            found = [f"cell c[{i_c}], signal[{i_s}]: {type(error).__name__}: {error}" for i_c, i_s in lost]
         else:
-            failed += outcome.failed_points
-            found = list(outcome.messages)
+            found = []
+            for outcome in result if isinstance(result, list) else [result]:
+                failed += outcome.failed_points
+                found += outcome.messages
         for message in found:
             if message not in messages and len(messages) < _KEPT_MESSAGES:
                 messages.append(message)
         future.release()
     return failed, messages
+
+
+def _still_pending(path: str, cells: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Those of ``cells`` not done in the store (all of them if it cannot be read)."""
+    try:
+        pending = set(store.pending_cells(path))
+    except Exception:  # the store's state is unknown: count the worst
+        return list(cells)
+    return [cell for cell in cells if cell in pending]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -368,7 +550,7 @@ def theory_task(
 
 def montecarlo_task(
     spec: SweepSpec, i_c: int, i_signal: int, trial: int, attempts: int
-) -> list[MonteCarloResult | CellFailure] | CellFailure:
+) -> list[MonteCarloResult | LanczosResult | CellFailure] | CellFailure:
     """One Monte Carlo draw at ``(i_c, i_signal, trial)``, analysed under every loss, retried.
 
     Returns one result per loss, in loss order, a loss whose analysis failed as a
@@ -376,24 +558,41 @@ def montecarlo_task(
     only on the seed and the point's geometry (not on the loss), so a retry draws the same numbers.
     """
     where = f"Monte Carlo at c[{i_c}], signal[{i_signal}], trial {trial}"
-    drawn = _attempt(
-        where,
-        attempts,
-        lambda: montecarlo.draw(spec.scenario(i_c, 0, i_signal), spec.p, spec.seed_for(i_c, i_signal, trial)),
-    )
-    if isinstance(drawn, CellFailure):
-        return drawn
-    draw: montecarlo.Draw = drawn
+    options = spec.montecarlo
+    seed = spec.seed_for(i_c, i_signal, trial)
+    first = spec.scenario(i_c, 0, i_signal)
+    analyse: Callable[[int], Callable[[], MonteCarloResult | LanczosResult]]
+    if options.method == "lanczos":
+        features = _attempt(
+            where,
+            attempts,
+            lambda: lanczos.draw(first, spec.p, seed, dtype=options.dtype, memory=options.memory_gb * 1e9),
+        )
+        if isinstance(features, CellFailure):
+            return features
+        blocks: lanczos.FeatureBlocks = features
 
-    def analyse(i_loss: int) -> Callable[[], MonteCarloResult]:
-        return lambda: montecarlo.analyse(draw, spec.scenario(i_c, i_loss, i_signal), k=spec.montecarlo.k)
+        def analyse(i_loss: int) -> Callable[[], LanczosResult]:
+            scenario = spec.scenario(i_c, i_loss, i_signal)
+            return lambda: lanczos.analyse(
+                blocks, scenario, seed, k=options.k, probes=options.probes, steps=options.steps
+            )
+    else:
+        drawn = _attempt(where, attempts, lambda: montecarlo.draw(first, spec.p, seed))
+        if isinstance(drawn, CellFailure):
+            return drawn
+        draw: montecarlo.Draw = drawn
+
+        def analyse(i_loss: int) -> Callable[[], MonteCarloResult]:
+            scenario = spec.scenario(i_c, i_loss, i_signal)
+            return lambda: montecarlo.analyse(draw, scenario, k=options.k)
 
     return [_attempt(f"{where}, loss[{i_l}]", attempts, analyse(i_l)) for i_l in range(spec.shape[1])]
 
 
 def montecarlo_batch_task(
     spec: SweepSpec, i_c: int, i_signal: int, trials: Sequence[int], attempts: int
-) -> list[list[MonteCarloResult | CellFailure] | CellFailure]:
+) -> list[list[MonteCarloResult | LanczosResult | CellFailure] | CellFailure]:
     """:func:`montecarlo_task` for several trials of one point, in one task."""
     return [montecarlo_task(spec, i_c, i_signal, trial, attempts) for trial in trials]
 
@@ -404,7 +603,7 @@ def write_batches_task(
     i_c: int,
     i_signal: int,
     solved: list[TheoryResult | CellFailure],
-    batches: list[list[list[MonteCarloResult | CellFailure] | CellFailure]],
+    batches: list[list[list[MonteCarloResult | LanczosResult | CellFailure] | CellFailure]],
     attempts: int,
 ) -> CellOutcome:
     """:func:`write_task` with the Monte Carlo results given as batches of trials, in order."""
@@ -424,7 +623,7 @@ def write_task(
     i_c: int,
     i_signal: int,
     solved: list[TheoryResult | CellFailure],
-    drawn: list[list[MonteCarloResult | CellFailure] | CellFailure],
+    drawn: list[list[MonteCarloResult | LanczosResult | CellFailure] | CellFailure],
     attempts: int,
 ) -> CellOutcome:
     """Write one cell with :func:`pipeline.store.write_cell`; report its failed points.
@@ -456,3 +655,24 @@ def write_task(
         failed = n_loss * trials
         messages.append(written.message)
     return CellOutcome(i_c=i_c, i_signal=i_signal, failed_points=failed, messages=tuple(messages))
+
+
+def cell_task(path: str, spec: SweepSpec, i_c: int, i_signal: int, attempts: int) -> CellOutcome:
+    """One whole cell in this task: the theory of every loss, the Monte Carlo of every trial, the write.
+
+    The same computations, retries and failure records as the fine-grained graph of a cell
+    (:func:`theory_task`, :func:`montecarlo_task`, :func:`write_task`), in the same order, so the
+    same bits.
+    """
+    _, n_loss, _, trials = spec.shape
+    solved = [theory_task(spec, i_c, i_loss, i_signal, attempts) for i_loss in range(n_loss)]
+    drawn = [montecarlo_task(spec, i_c, i_signal, trial, attempts) for trial in range(trials)]
+    return write_task(path, spec, i_c, i_signal, solved, drawn, attempts)
+
+
+def cells_task(
+    path: str, spec: SweepSpec, cells: Sequence[tuple[int, int]], attempts: int
+) -> list[CellOutcome]:
+    """:func:`cell_task` for several cells, one after the other: each is written (data, then its
+    ``done`` mask) before the next is started, so an interrupted batch leaves whole cells."""
+    return [cell_task(path, spec, i_c, i_signal, attempts) for i_c, i_signal in cells]

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from distributed import get_task_stream
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import pipeline
@@ -410,3 +411,149 @@ def test_cheap_draws_are_batched_per_cell_and_give_the_same_results(tiny: SweepS
         for a, b in zip(batched, alone, strict=True):
             assert isinstance(a, montecarlo.MonteCarloResult) and isinstance(b, montecarlo.MonteCarloResult)
             assert np.array_equal(a.eigenvalues, b.eigenvalues)
+
+
+# ----------------------------------------------------------------------------------------------
+# Batches of whole cells
+# ----------------------------------------------------------------------------------------------
+
+
+def test_plan_batches_cheap_cells_and_tapers_to_single_cells() -> None:
+    spec = parse_sweep(TINY.replace("signal: [0.0, 1.0, 2.0]", "signal: {start: 0, stop: 3, num: 100}"))
+    cells = [(i_c, i_s) for i_c in range(2) for i_s in range(100)]
+    tasks = runner._plan(spec, cells, workers=2)
+    assert tasks == runner._plan(spec, cells, workers=2)
+    # Every cell once, in order; whole batches of the target cost first, single cells at the end.
+    assert [cell for task in tasks for cell in task.cells] == cells
+    cost = runner._cell_seconds(spec, 0)
+    assert cost < runner._BATCH_SECONDS / 2
+    assert sum(runner._cell_seconds(spec, i_c) for i_c, _ in tasks[0].cells) >= runner._BATCH_SECONDS
+    sizes = [len(task.cells) for task in tasks]
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 1
+    assert not any(task.fine for task in tasks)
+
+
+def test_plan_gives_costly_cells_their_own_graph() -> None:
+    spec = parse_sweep(TINY.replace("p: 30", "p: 2000"))
+    assert runner._cell_seconds(spec, 0) >= runner._BATCH_SECONDS
+    tasks = runner._plan(spec, [(0, 0), (0, 1), (1, 2)], workers=1)
+    assert tasks == [runner._Task((cell,), fine=True) for cell in [(0, 0), (0, 1), (1, 2)]]
+
+
+@pytest.mark.distributed
+def test_batched_and_fine_grained_sweeps_give_bit_identical_cubes(
+    tiny: SweepSpec, tiny_stores: dict[int, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with runner._client(2, None, ":0") as client:
+        address = client.scheduler.address
+        # The tasks are planned in this process: the forced batch size holds for the run.
+        for cells_per_task in (0, 4):
+            monkeypatch.setattr(runner, "_CELLS_PER_TASK", cells_per_task)
+            path = tmp_path / f"batch{cells_per_task}.zarr"
+            with get_task_stream(client) as stream:
+                assert run(tiny, path, scheduler=address).computed_cells == 6
+            kinds = {str(task["key"]).split("-", 1)[0] for task in stream.data}
+            assert kinds == ({"cells"} if cells_per_task else {"theory", "montecarlo", "write_cell"})
+            assert_same_cube(path, tiny_stores[1])
+
+
+@pytest.mark.distributed
+def test_failure_inside_a_batch_fails_its_points_only_and_resume_skips_done_cells(
+    tiny: SweepSpec, tiny_stores: dict[int, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distributed import LocalCluster
+
+    solve = theory.solve
+    solved: list[tuple[str, float, float]] = []
+    failing = True
+
+    def counted(scenario: pipeline.Scenario, *, points: int) -> theory.TheoryResult:
+        where = (scenario.loss, scenario.c, scenario.mu["norm"])
+        solved.append(where)
+        if failing and where == ("exponential", 2.0, 1.0):
+            raise FloatingPointError("the solver diverged")
+        return solve(scenario, points=points)
+
+    # Two batches of three cells; the failing point is in cell (1, 1), in the middle of the second.
+    monkeypatch.setattr(runner, "_CELLS_PER_TASK", 3)
+    path = tmp_path / "tiny.zarr"
+    # Threads in this process, so that the workers see the patched solver; BLAS on one thread as
+    # on the workers of tiny_stores, for bit equality.
+    with (
+        threadpool_limits(1),
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
+    ):
+        monkeypatch.setattr(theory, "solve", counted)
+        report = run(tiny, path, scheduler=cluster.scheduler_address, attempts=1)
+        assert (report.computed_cells, report.failed_points) == (6, 2)
+        assert report.failures == (
+            "theory at c[1], loss[1], signal[1]: FloatingPointError: the solver diverged (1 attempt)",
+        )
+        done = open_cube(path)["done"].values
+        assert not done[1, 1, 1].any() and done.sum() == done.size - 2
+        assert store.pending_cells(path) == [(1, 1)]
+
+        failing = False
+        solved.clear()
+        resumed = run(tiny, path, scheduler=cluster.scheduler_address)
+    assert (resumed.computed_cells, resumed.skipped_cells, resumed.failed_points) == (1, 5, 0)
+    # Only the pending cell was computed again: its two losses.
+    assert sorted(solved) == [("exponential", 2.0, 1.0), ("logistic", 2.0, 1.0)]
+    assert_same_cube(path, tiny_stores[1])
+
+
+@pytest.mark.distributed
+def test_batch_that_dies_counts_only_its_cells_left_pending(
+    tiny: SweepSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distributed import LocalCluster
+
+    cell_task = runner.cell_task
+
+    def crashing(path: str, spec: SweepSpec, i_c: int, i_signal: int, attempts: int) -> runner.CellOutcome:
+        if (i_c, i_signal) == (1, 1):
+            raise SystemError("lost outside the retries")
+        return cell_task(path, spec, i_c, i_signal, attempts)
+
+    monkeypatch.setattr(runner, "_CELLS_PER_TASK", 3)
+    monkeypatch.setattr(runner, "cell_task", crashing)
+    path = tmp_path / "tiny.zarr"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        report = run(tiny, path, scheduler=cluster.scheduler_address)
+    # The second batch wrote (1, 0) and died at (1, 1): (1, 1) and (1, 2) stay pending, 4 points each.
+    assert store.pending_cells(path) == [(1, 1), (1, 2)]
+    assert report.failed_points == 8
+    assert [message.split(":")[0] for message in report.failures] == [
+        "cell c[1], signal[1]",
+        "cell c[1], signal[2]",
+    ]
+    assert "SystemError: lost outside the retries" in report.failures[0]
+
+
+@pytest.mark.distributed
+def test_workers_without_the_blas_environment_are_pinned_and_agree(
+    tiny: SweepSpec, tiny_stores: dict[int, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dask
+    from distributed import Client, LocalCluster
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info()}
+
+    # Workers as `dask worker --no-nanny` starts them: no BLAS variables before numpy loads.
+    for name in runner.WORKER_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "unpinned.zarr"
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": {}}),
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        before = client.run(blas_threads)
+        report = run(tiny, path, scheduler=cluster.scheduler_address)
+        after = client.run(blas_threads)
+    if runner._cores() > 1:
+        assert all(max(threads) > 1 for threads in before.values()), before
+    assert report.ok
+    assert list(after.values()) == [{1}, {1}]
+    assert_same_cube(path, tiny_stores[1])
