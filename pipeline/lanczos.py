@@ -183,14 +183,23 @@ class LanczosResult:
         return len(self.top)
 
     def cdf(self, x: np.ndarray | float) -> np.ndarray:
-        """The quadrature's distribution function, linear between nodes (half a node's weight at it).
+        """The quadrature's distribution function: its atom at 0, linear between the other nodes.
 
         The Gauss quadrature's own distribution function is a staircase; the true one lies between
         its values on either side of each node (Chebyshev–Markov–Stieltjes), so the line through
-        the steps' midpoints is the better estimate.
+        the steps' midpoints is the better estimate.  The nodes at 0 (within the zero tolerance)
+        are an atom, a jump at 0, not a step to draw a line through.
         """
-        levels = np.cumsum(self.weights) - self.weights / 2
-        return np.interp(np.asarray(x, dtype=float), self.nodes, levels, left=0.0, right=1.0)
+        x = np.asarray(x, dtype=float)
+        zero = self._at_zero()
+        nodes, weights = self.nodes[~zero], self.weights[~zero]
+        levels = np.cumsum(weights) - weights / 2
+        continuous = np.interp(x, nodes, levels, left=0.0, right=float(weights.sum()))
+        return continuous + self.atom_zero * (x >= 0)
+
+    def _at_zero(self) -> np.ndarray:
+        """Which nodes are zero eigenvalues: within the zero tolerance of 0, relative to max|θ|."""
+        return np.abs(self.nodes) <= self.zero_tolerance * np.max(np.abs(self.nodes))
 
     def density(self, x: np.ndarray) -> np.ndarray:
         """Density of the quadrature's measure on the abscissae ``x``, the atom at 0 left out.
@@ -203,7 +212,7 @@ class LanczosResult:
         inside the bulk).
         """
         x = np.asarray(x, dtype=float)
-        keep = np.abs(self.nodes) > self.zero_tolerance * np.max(np.abs(self.nodes))
+        keep = ~self._at_zero()
         nodes, weights = self.nodes[keep], self.weights[keep]
         if nodes.size < 2:
             return np.zeros_like(x)
