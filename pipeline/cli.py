@@ -213,6 +213,8 @@ def describe(spec: SweepSpec) -> str:
             f"work: {theory_tasks} theory solves of {spec.theory.points} points, "
             f"{mc_tasks} Monte Carlo draws × {work['losses_per_draw']} losses, "
             f"about {work['monte_carlo_flops']:.3g} flops",
+            f"memory: about {work['monte_carlo_bytes'] / 1e9:.3g} GB per Monte Carlo draw "
+            f"(method {spec.montecarlo.method})",
         ]
     )
 

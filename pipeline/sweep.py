@@ -293,9 +293,13 @@ class SweepSpec:
         -------
         dict
             ``points`` (grid points ``c × loss × signal``), ``theory_solves`` (one per point),
-            ``monte_carlo_draws`` (one per ``c × signal × trial``), ``losses_per_draw`` and
-            ``monte_carlo_flops``: per draw and loss, ``n p²`` for the rank-``n`` update
-            ``X D Xᵀ`` plus ``(4/3) p³`` for the tridiagonalisation, with ``n = round(p / c)``.
+            ``monte_carlo_draws`` (one per ``c × signal × trial``), ``losses_per_draw``,
+            ``monte_carlo_flops`` and ``monte_carlo_bytes`` (the largest draw's memory: ``X`` and
+            what the method adds), with ``n = round(p / c)``.  Per draw and loss, ``dense``:
+            ``n p²`` for the rank-``n`` update ``X D Xᵀ`` plus ``(4/3) p³`` for the
+            tridiagonalisation, memory ``8(np + p²)``; ``lanczos``: ``4 n p d`` for the products
+            and ``4 p d²`` for the reorthogonalisation (``d = probes × steps``), memory ``X`` in its
+            data type (if held) plus the ``8 p d`` of the Krylov basis.
 
         Examples
         --------
@@ -306,17 +310,26 @@ class SweepSpec:
         ... ''')
         >>> spec.work_estimate()  # doctest: +NORMALIZE_WHITESPACE
         {'points': 4, 'theory_solves': 4, 'monte_carlo_draws': 2, 'losses_per_draw': 2,
-         'monte_carlo_flops': 9333333}
+         'monte_carlo_flops': 9333333, 'monte_carlo_bytes': 160000}
         """
         n_c, n_loss, n_signal, trials = self.shape
-        p = self.p
-        per_loss = sum(round(p / c) * p**2 + 4 * p**3 / 3 for c in self.grid.c)
+        p, options = self.p, self.montecarlo
+        samples = [round(p / c) for c in self.grid.c]
+        if options.method == "dense":
+            per_loss = sum(n * p**2 + 4 * p**3 / 3 for n in samples)
+            memory = max(8 * (n * p + p**2) for n in samples)
+        else:
+            d = options.probes * options.steps
+            per_loss = sum(4 * n * p * d + 4 * p * d**2 for n in samples)
+            held = [n * p * np.dtype(options.dtype).itemsize for n in samples]
+            memory = max(x if x <= options.memory_gb * 1e9 else 0 for x in held) + 8 * p * d
         return {
             "points": n_c * n_loss * n_signal,
             "theory_solves": n_c * n_loss * n_signal,
             "monte_carlo_draws": n_c * n_signal * trials,
             "losses_per_draw": n_loss,
             "monte_carlo_flops": round(per_loss * n_signal * trials * n_loss),
+            "monte_carlo_bytes": int(memory),
         }
 
     # -- comparison ----------------------------------------------------------------------------
