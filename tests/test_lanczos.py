@@ -10,6 +10,7 @@ from threadpoolctl import threadpool_limits
 
 from pipeline import lanczos, store, theory
 from pipeline.lanczos import FeatureBlocks, LanczosResult
+from pipeline.runner import run_sweep
 from pipeline.scenario import Scenario
 from pipeline.sweep import parse_sweep
 
@@ -178,7 +179,9 @@ theory: {points: 64}
     # One point, recomputed directly from its keyed seed: the cube holds it bit for bit.
     i_c, i_loss, i_signal, trial = 1, 0, 1, 1
     scenario = spec.scenario(i_c, i_loss, i_signal)
-    direct = lanczos.sample(scenario, 900, spec.seed_for(i_c, i_signal, trial), probes=4, steps=30, dtype="float32")
+    direct = lanczos.sample(
+        scenario, 900, spec.seed_for(i_c, i_signal, trial), probes=4, steps=30, dtype="float32"
+    )
     point = ds.isel(c=i_c, loss=i_loss, signal=i_signal, trial=trial)
     np.testing.assert_array_equal(point["mc_nodes"].values, direct.nodes)
     np.testing.assert_array_equal(point["mc_weights"].values, direct.weights)
@@ -188,3 +191,36 @@ theory: {points: 64}
     # All losses of a point share the draw and the probes: the square loss's quadrature at c = 2
     # has the atom of p − n zeros, about half the mass.
     assert float(ds["mc_atom_zero"].isel(c=1, loss=1).mean()) == pytest.approx(0.5, abs=0.05)
+
+
+@pytest.mark.distributed
+def test_sweep_on_a_local_cluster_equals_direct_one_thread_runs(tmp_path: Path) -> None:
+    # Workers run BLAS and the products on one thread each; the same computation in this process
+    # under a one-thread BLAS gives the same bits, whichever worker ran which point.
+    text = """
+name: lanczos_cluster
+p: 700
+trials: 2
+model: logistic
+grid: {c: [0.5, 2.0], loss: [logistic], signal: [1.0, 2.0]}
+fixed: {w_star: {norm: 1.0}, w: w_star, mu: {angle: 90}}
+montecarlo: {method: lanczos, probes: 3, steps: 30}
+theory: {points: 48}
+"""
+    spec = parse_sweep(text)
+    report = run_sweep(
+        spec, tmp_path / "cube.zarr", workers=2, progress=False, dashboard_address=":0", echo=None
+    )
+    assert report.ok and report.computed_cells == 4
+    ds = store.open_cube(tmp_path / "cube.zarr").load()
+    with threadpool_limits(1):
+        for i_c, i_signal, trial in ((0, 0, 1), (1, 1, 0)):
+            scenario = spec.scenario(i_c, 0, i_signal)
+            seed = spec.seed_for(i_c, i_signal, trial)
+            direct = lanczos.sample(scenario, 700, seed, probes=3, steps=30)
+            point = ds.isel(c=i_c, loss=0, signal=i_signal, trial=trial)
+            np.testing.assert_array_equal(point["mc_nodes"].values, direct.nodes)
+            np.testing.assert_array_equal(point["mc_weights"].values, direct.weights)
+            np.testing.assert_array_equal(
+                point["mc_align"].sel(target="mu").values[3:], direct.align_top["mu"]
+            )
