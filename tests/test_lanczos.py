@@ -222,5 +222,5 @@ theory: {points: 48}
             np.testing.assert_array_equal(point["mc_nodes"].values, direct.nodes)
             np.testing.assert_array_equal(point["mc_weights"].values, direct.weights)
             np.testing.assert_array_equal(
-                point["mc_align"].sel(target="mu").values[3:], direct.align_top["mu"]
+                point["mc_align"].sel(target="mu").values[2:], direct.align_top["mu"]
             )
