@@ -33,6 +33,13 @@ MAX_THEORY_SOLVES = 100
 P_RANGE = (200, 500)
 TRIALS_RANGE = (4, 8)
 
+# Sweeps of the matrix-free Monte Carlo at large p: minutes rather than seconds, a few draws, and
+# the memory of one draw (X in float32) well inside a worker's share of 24 GB.
+LARGE = {"large_p"}
+LARGE_P_MIN = 10_000
+LARGE_MAX_DRAWS = 4
+LARGE_MAX_BYTES = 6e9
+
 # Tolerances of the theory checks.  The closed forms (Corollary 1) are met to solver precision
 # (~1e-8); the paper's quoted values (Corollary 2) have 3 significant digits.
 CLOSED_FORM = 1e-6
@@ -97,6 +104,11 @@ def test_sweep_parses_and_is_small(path: Path) -> None:
     assert spec.name == path.stem
     work = spec.work_estimate()
     assert work["theory_solves"] <= MAX_THEORY_SOLVES
+    if spec.name in LARGE:
+        assert spec.montecarlo.method == "lanczos" and spec.p >= LARGE_P_MIN
+        assert work["monte_carlo_draws"] <= LARGE_MAX_DRAWS
+        assert work["monte_carlo_bytes"] <= LARGE_MAX_BYTES
+        return
     assert work["monte_carlo_flops"] <= MAX_MONTE_CARLO_FLOPS
     assert P_RANGE[0] <= spec.p <= P_RANGE[1]
     assert TRIALS_RANGE[0] <= spec.trials <= TRIALS_RANGE[1]
@@ -223,7 +235,22 @@ def check_spectral_init_trim(spec: SweepSpec) -> None:
     assert solve(spec, spec.grid.c[-1], "phase", 1.0).spikes.size == 0
 
 
+def check_large_p(spec: SweepSpec) -> None:
+    # Corollary 1 with g ≡ 1: no spike below ‖μ‖ = c^{1/4}, then the closed form.
+    c = spec.grid.c[0]
+    assert spec.grid.signal[0] < c**0.25 < spec.grid.signal[1]
+    assert right_spikes(solve(spec, c, "square", spec.grid.signal[0]), "mu").size == 0
+    for norm in spec.grid.signal[1:]:
+        result = solve(spec, c, "square", norm)
+        rho = norm**2
+        assert result.spikes[-1] == pytest.approx((1 + rho) * (1 + c / rho), rel=CLOSED_FORM)
+        assert right_spikes(result, "mu")[-1] == pytest.approx(
+            (rho**2 - c) / (rho**2 + c * rho), abs=CLOSED_FORM
+        )
+
+
 CHECKS: dict[str, Callable[[SweepSpec], None]] = {
+    "large_p": check_large_p,
     "support": check_support,
     "bulks": check_bulks,
     "mp_like": check_mp_like,
