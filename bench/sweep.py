@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import datetime
 import logging
+import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,7 @@ from engine import (
     write_results,
 )
 
+from pipeline import store
 from pipeline.runner import WORKER_ENVIRONMENT, run_sweep
 from pipeline.sweep import SweepSpec, parse_sweep
 
@@ -208,19 +213,71 @@ def section_overhead(n_c: int, n_signal: int, workers: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def bare_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """Worker processes without Dask: spawned with BLAS pinned to one thread, started and warm."""
+    saved = {name: os.environ.get(name) for name in WORKER_ENVIRONMENT}
+    os.environ.update(WORKER_ENVIRONMENT)
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        # A spawn pool starts all its processes at the first submission, with this environment.
+        list(pool.map(time.sleep, [0.2] * workers))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    with pool:
+        yield pool
+
+
+def bare_sweep(spec: SweepSpec, pool: ProcessPoolExecutor) -> float:
+    """Wall time of the sweep's cells (``runner.cell_task``: theory, Monte Carlo, write) handed
+    one at a time to ``pool``'s processes; the store is created before the clock starts."""
+    n_c, _, n_signal, _ = spec.shape
+    cells = [(i_c, i_s) for i_c in range(n_c) for i_s in range(n_signal)]
+    with tempfile.TemporaryDirectory(prefix="bench-bare-") as folder:
+        path = str(Path(folder) / "cube.zarr")
+        store.create_store(path, spec)
+        start = time.perf_counter()
+        outcomes = list(pool.map(partial(bare_cell, path, spec), cells))
+        wall = time.perf_counter() - start
+    if any(outcome.failed_points for outcome in outcomes):
+        raise RuntimeError("the bare benchmark sweep failed")
+    return wall
+
+
+def bare_cell(path: str, spec: SweepSpec, cell: tuple[int, int]) -> Any:
+    # Imported here: section 1 also runs against a runner without it (an A/B of two versions).
+    from pipeline.runner import cell_task
+
+    return cell_task(path, spec, *cell, attempts=1)
+
+
 def section_scaling(p: int, n_signal: int, repeats: int) -> dict[str, Any]:
     spec = parse_sweep(SCALING_SWEEP.format(p=p, n_signal=n_signal))
     small = parse_sweep(SCALING_SWEEP.format(p=p, n_signal=1))
     runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
-    with cluster(1) as (one, client_one), cluster(2) as (two, client_two):
+    bare: dict[int, list[float]] = {1: [], 2: []}
+    with (
+        cluster(1) as (one, client_one),
+        cluster(2) as (two, client_two),
+        bare_pool(1) as pool_one,
+        bare_pool(2) as pool_two,
+    ):
         clients = {1: (client_one, one.scheduler_address), 2: (client_two, two.scheduler_address)}
-        for client, address in clients.values():
+        pools = {1: pool_one, 2: pool_two}
+        for workers, (client, address) in clients.items():
             timed_sweep(small, client, address)  # warm-up
+            bare_sweep(small, pools[workers])
         for _ in range(repeats):
             for workers, (client, address) in clients.items():
                 runs[workers].append(timed_sweep(spec, client, address))
+                bare[workers].append(bare_sweep(spec, pools[workers]))
                 print(
-                    f"  scaling: {workers} worker(s) {runs[workers][-1]['wall']:.1f}s",
+                    f"  scaling: {workers} worker(s) {runs[workers][-1]['wall']:.1f}s, "
+                    f"bare processes {bare[workers][-1]:.1f}s",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -250,6 +307,9 @@ def section_scaling(p: int, n_signal: int, repeats: int) -> dict[str, Any]:
             )
         },
         "speedup": statistics.median(walls[1]) / statistics.median(walls[2]),
+        "bare_1": statistics.median(bare[1]),
+        "bare_2": statistics.median(bare[2]),
+        "bare_speedup": statistics.median(bare[1]) / statistics.median(bare[2]),
         "paired": statistics.median(a / b for a, b in zip(walls[1], walls[2], strict=True)),
     }
 
@@ -320,6 +380,13 @@ def scaling_lines(s: dict[str, Any]) -> list[str]:
         "",
         f"wall(1) / wall(2) = **{s['speedup']:.2f}** (paired: {s['paired']:.2f}); Σ compute(2) / "
         f"Σ compute(1) = {s['compute_2'] / s['compute_1']:.2f}.",
+        "",
+        "The machine's own limit, without Dask: the same cells (`runner.cell_task`: theory, Monte Carlo, "
+        "write) handed one at a time to 1 and to 2 plain processes (`ProcessPoolExecutor`, spawned with "
+        "BLAS pinned), interleaved with the runs above, store created before the clock starts: "
+        f"{s['bare_1']:.1f} s and {s['bare_2']:.1f} s, speed-up {s['bare_speedup']:.2f}. "
+        f"`run_sweep` against them: {s['wall_1'] / s['bare_1']:.2f} (1 worker), "
+        f"{s['wall_2'] / s['bare_2']:.2f} (2 workers).",
     ]
 
 
