@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from pipeline import Scenario, theory
+from pipeline.theory.bulk import BulkEquation, _inside
+from pipeline.theory.law import curvature_law, geometry
 
 # ∫ density + atom: trapezoidal integration on the edge-clustered grid leaves ~5e-5 at square-root
 # edges; 1e-3 also covers the cut tails of unbounded supports (mass below 1e-9 there).
@@ -238,22 +240,26 @@ FULL_LAW_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", FULL_LAW_CASES)
-def test_density_is_that_of_the_full_law_of_g(name: str) -> None:
-    from pipeline.theory.bulk import BulkEquation
-    from pipeline.theory.law import curvature_law, geometry
-
-    scenario = FULL_LAW_CASES[name]
-    result = theory.solve(scenario)
+def full_law_equation(scenario: Scenario, atom_zero: float) -> tuple[BulkEquation, float]:
+    """The bulk equation on the plain, uncompressed quadrature of the law of g, and solve's scale."""
     law = curvature_law(scenario, geometry(scenario))
     t = np.asarray(scenario.covariance.eigenvalues, dtype=float)
     pi = np.asarray(scenario.covariance.weights, dtype=float)
     c = scenario.c
     scale = float(np.abs(law.g) @ law.weight) * float(t @ pi) * (1.0 + math.sqrt(c)) ** 2
     nonzero = law.g != 0.0
-    plain = BulkEquation(
-        c, t, pi, law.g[nonzero], law.weight[nonzero], np.zeros(nonzero.sum()), result.atom_zero
-    )
+    plain = BulkEquation(c, t, pi, law.g[nonzero], law.weight[nonzero], np.zeros(nonzero.sum()), atom_zero)
+    return plain, scale
+
+
+@pytest.mark.parametrize("name", FULL_LAW_CASES)
+def test_density_is_that_of_the_full_law_of_g(name: str) -> None:
+    scenario = FULL_LAW_CASES[name]
+    result = theory.solve(scenario)
+    law = curvature_law(scenario, geometry(scenario))
+    t = np.asarray(scenario.covariance.eigenvalues, dtype=float)
+    pi = np.asarray(scenario.covariance.weights, dtype=float)
+    plain, scale = full_law_equation(scenario, result.atom_zero)
     inside = np.zeros(result.x.shape, dtype=bool)
     for left, right in result.edges:
         inside |= (result.x > left) & (result.x < right)
@@ -266,6 +272,58 @@ def test_density_is_that_of_the_full_law_of_g(name: str) -> None:
     reference = np.maximum((m.imag - result.atom_zero * z.imag / np.abs(z) ** 2) / np.pi, 0.0)
     density = result.density[inside & np.isfinite(result.density)]
     assert np.max(np.abs(density - reference)) <= FULL_LAW_TOLERANCE * reference.max()
+
+
+# The edges of the full law found apart from the edge equations: bisection on its support test
+# (Im δ steady vs proportional to Im z), whose resolution is Im z = 1e-10 × scale, hence 1e-9 of
+# the edge (measured: below 1e-14).  The compressed law's edge, which solve once fell back to when the
+# full law's bulk reached past the compressed law's last point outside, was off by 1e-3.
+FULL_LAW_EDGE = 1e-9
+EDGE_BISECTIONS = 45
+# Next to a square-root edge ρ(e ∓ d) ∝ √d: at d = 1e-6 of the edge the curvature of the law is
+# ~1e-6 (measured ratio 0.5 ± 3e-6) and the leak of the density past the edge at Im z is η/d ~ 1e-4
+# of its value inside; solve's grid point next to an edge (3e-4 to 7e-4 of the edge away) carries
+# the same √-law constant to ~dist/width (measured 1e-3).
+EDGE_OFFSET = 1e-6
+SQUARE_ROOT_RATIO = 1e-2
+EDGE_LEAK = 1e-2
+NEIGHBOUR_CONSTANT = 2e-2
+
+
+def test_two_block_edges_are_the_full_law_edges() -> None:
+    scenario = figure_2([1, 4])
+    result = theory.solve(scenario)
+    plain, scale = full_law_equation(scenario, result.atom_zero)
+
+    def full_inside(x: np.ndarray) -> np.ndarray:
+        delta, _ = plain.solve(x, scale)
+        return _inside(plain, x, delta, scale)
+
+    def density(x: np.ndarray) -> np.ndarray:
+        delta, _ = plain.solve(x, scale)
+        return plain.density(delta, x + 1j * plain.eta(scale))
+
+    edges = result.edges.ravel()
+    outward = np.tile([-1.0, 1.0], len(result.edges))
+    out, into = edges * (1.0 + 1e-2 * outward), edges * (1.0 - 1e-2 * outward)
+    assert not full_inside(out).any() and full_inside(into).all()
+    for _ in range(EDGE_BISECTIONS):
+        middle = 0.5 * (out + into)
+        now_inside = full_inside(middle)
+        into, out = np.where(now_inside, middle, into), np.where(now_inside, out, middle)
+    reference = 0.5 * (out + into)
+    assert np.all(np.abs(edges - reference) <= FULL_LAW_EDGE * np.abs(reference))
+    # The full law's density is a square root inside each edge and vanishes outside.
+    d = EDGE_OFFSET * np.abs(reference)
+    near, far = density(reference - outward * d), density(reference - 4 * outward * d)
+    assert np.all(np.abs(near / far - 0.5) <= SQUARE_ROOT_RATIO)
+    assert np.all(density(reference + outward * d) <= EDGE_LEAK * near)
+    # solve's grid points next to each edge lie on the same square root.
+    at_edge = np.searchsorted(result.x, edges)
+    neighbour = at_edge - outward.astype(int)
+    distance = np.abs(result.x[neighbour] - edges)
+    constant, neighbour_constant = near / np.sqrt(d), result.density[neighbour] / np.sqrt(distance)
+    assert np.all(np.abs(neighbour_constant - constant) <= NEIGHBOUR_CONSTANT * constant)
 
 
 def test_zero_curvature_gives_the_zero_matrix() -> None:

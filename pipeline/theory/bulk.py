@@ -57,6 +57,11 @@ _SMOOTH_VARIATION = 0.1
 _EDGE_TOLERANCE = 1e-13
 _EDGE_STEPS = 60
 _EDGE_SLACK = 0.5
+# Where the edge equations fail between the compressed law's last points in and out of a bulk,
+# the full law's edge may lie beyond the outside point (the compression moves an edge by ~1e-3 of
+# the bulk's width, a few percent of a grid spacing): the full law's support test walks outward
+# over at most this many grid points (a narrow gap may hold fewer; the next bulk stops the walk).
+_OUTWARD_POINTS = 4
 
 # Below this fraction of the peak density a point polished from the compressed law's δ is solved
 # again by the full continuation on the full law (the compression error of δ is ~1e-3 to 1e-2).
@@ -474,6 +479,36 @@ def _search_edge(equation: BulkEquation, x_out: float, x_in: float, scale: float
     return 0.5 * (x_out + x_in)
 
 
+def _outward_edge(
+    fine: BulkEquation, x: np.ndarray, inside: np.ndarray, out_index: int, in_index: int, scale: float
+) -> tuple[float, float] | None:
+    """The full law's edge where it lies beyond the compressed law's last point outside a bulk.
+
+    The edge equations are only solved within a grid spacing of the compressed law's bracket
+    ``(x[out_index], x[in_index])``.  When the full law's bulk reaches past ``x[out_index]``, they
+    fail there; this walks outward over the grid points the compressed law calls outside (up to
+    ``_OUTWARD_POINTS``, never into the next bulk) with the full law's support test, and solves
+    the edge equations in the first bracket where the full law changes from in to out (by
+    subdivision with the full law's support test if they fail again).  Returns ``None`` when the
+    full law agrees that ``x[out_index]`` is outside (the failure has another cause) or when no
+    point of the walk is outside.
+    """
+    step = out_index - in_index
+    walk = [out_index]
+    while len(walk) < _OUTWARD_POINTS and 0 <= walk[-1] + step < x.size and not inside[walk[-1] + step]:
+        walk.append(walk[-1] + step)
+    points = x[walk]
+    delta, _ = fine.solve(points, scale)
+    full_inside = _inside(fine, points, delta, scale)
+    if not full_inside[0] or full_inside.all():
+        return None
+    k = int(np.argmin(full_inside))
+    refined = fine.refine_edge(points[k], points[k - 1], delta[k].real)
+    if refined is None:
+        return _search_edge(fine, points[k], points[k - 1], scale), np.nan
+    return refined
+
+
 def locate_support(
     equation: BulkEquation,
     fine: BulkEquation,
@@ -506,6 +541,8 @@ def locate_support(
     for i in changes:
         out_index, in_index = (i, i + 1) if inside[i + 1] else (i + 1, i)
         refined = fine.refine_edge(x[out_index], x[in_index], delta[out_index].real)
+        if refined is None:
+            refined = _outward_edge(fine, x, inside, int(out_index), int(in_index), scale)
         if refined is None:
             refined = _search_edge(equation, x[out_index], x[in_index], scale), np.nan
         edges.append(refined[0])
