@@ -10,8 +10,20 @@ and returns labelled xarray objects; only points whose ``done`` flag is set are 
 * :func:`alignment_curve` — the squared cosine of the extreme eigenvector with a target along the
   signal: Monte Carlo mean and spread against the theory.
 * :func:`fit_statistics` — per point, the Kolmogorov and Wasserstein-1 distances between the Monte
-  Carlo eigenvalues and the limiting law, and the best-fitting shifted and scaled
+  Carlo spectrum and the limiting law, and the best-fitting shifted and scaled
   Marchenko–Pastur law with its distances (is the spectrum "MP-like"?, the paper's fig. 3).
+
+Cubes of both Monte Carlo methods (``montecarlo.method``, the cube's ``montecarlo_method``
+attribute, :func:`mc_method`) are read through two accessors, and nothing else here reads the Monte
+Carlo spectra: :func:`extreme_eigenvalue`, the extreme eigenvalue of every point (from
+``eigenvalues`` in a dense cube, from the extreme Ritz values ``mc_extreme`` in a lanczos cube),
+and :func:`mc_distribution`, the spectral measure of one point (the pooled eigenvalues, or the
+pooled Lanczos quadrature ``mc_nodes``/``mc_weights``, the trials' weights averaged).  A lanczos
+cube gives the same boundaries, gaps and alignments (its extreme Ritz values converge
+geometrically to isolated eigenvalues and closely to the edges); its fit statistics are the
+quadrature's, whose distribution function resolves the spectrum to about ``1/steps`` plus the
+probes' sampling error ``O(1/√(probes·p))`` — a Kolmogorov distance of a few 0.01 at 40 steps
+where a dense cube of the same ``p`` reaches a few 0.001.
 
 Sides are ``"right"`` (the top of the spectrum) and ``"left"`` (the bottom).  On the left, with
 ``p > n`` (``c > 1``) and a semi-definite Hessian, the smallest eigenvalues are the ``p − n`` zeros
@@ -23,13 +35,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 from scipy.optimize import brentq, minimize
 
+from pipeline.lanczos import _ZERO_TOLERANCE as _LANCZOS_ZERO_TOLERANCE
 from pipeline.scenario import TARGETS
 from pipeline.sweep import SweepSpec
 from pipeline.theory import solve, spike_margin
@@ -38,15 +51,19 @@ from pipeline.theory.bulk import cumulative_mass
 __all__ = [
     "SIDES",
     "MarchenkoPasturFit",
+    "SpectralMeasure",
     "alignment_curve",
     "cube_spec",
     "extreme_alignment",
+    "extreme_eigenvalue",
     "extreme_gap",
     "fit_statistics",
     "grid_value",
     "marchenko_pastur_cdf",
     "marchenko_pastur_density",
     "marchenko_pastur_fit",
+    "mc_distribution",
+    "mc_method",
     "phase_boundary",
     "signal_vector",
 ]
@@ -56,6 +73,8 @@ SIDES = ("left", "right")
 # Matching a value typed by hand to a grid value (see grid_value).
 _MATCH_RTOL = 1e-9
 _MATCH_ATOL = 1e-12
+# The variables that hold a point's Monte Carlo spectrum, by method (the cube's montecarlo_method).
+_MC_SPECTRA = {"dense": ("eigenvalues",), "lanczos": ("mc_nodes", "mc_weights")}
 # Which stored extreme eigenvectors belong to a side (`side` coordinate of `mc_align`).
 _MC_SIDE = {"left": "bottom", "right": "top"}
 # A theory spike counts as present when its eigenvector carries more than this of the target:
@@ -134,6 +153,20 @@ def extreme_alignment(ds: xr.Dataset, target: str, side: str) -> xr.DataArray:
     return aligned.drop_vars(["side", "rank"], errors="ignore").where(ds["done"]).rename("alignment")
 
 
+def mc_method(ds: xr.Dataset) -> str:
+    """How a cube's Monte Carlo was computed: ``"dense"`` or ``"lanczos"``.
+
+    From the ``montecarlo_method`` attribute; a cube without it (format 2) is dense.
+    """
+    return str(ds.attrs.get("montecarlo_method", "dense"))
+
+
+def _zero_tolerance(ds: xr.Dataset) -> float:
+    """Relative distance to 0 (of ``max|θ|``) within which a lanczos cube's Ritz value is the atom at 0:
+    the tolerance :mod:`pipeline.lanczos` used for ``mc_atom_zero``, by the sweep's data type."""
+    return _LANCZOS_ZERO_TOLERANCE[cube_spec(ds).montecarlo.dtype]
+
+
 def _atom_count(ds: xr.Dataset) -> xr.DataArray:
     """How many Monte Carlo eigenvalues belong to the atom at 0 (the theory's mass times p)."""
     p = ds.sizes["eig"]
@@ -142,25 +175,203 @@ def _atom_count(ds: xr.Dataset) -> xr.DataArray:
     return count
 
 
+def extreme_eigenvalue(ds: xr.Dataset, side: str) -> xr.DataArray:
+    """The extreme Monte Carlo eigenvalue of every point on ``side``, whatever the cube's method.
+
+    On the right the largest eigenvalue; on the left the smallest one beyond the atom at 0
+    (where the theory has one, ``atom_zero > 0``, the ``p − n`` zeros of ``p > n`` are skipped).
+    A dense cube gives them from ``eigenvalues`` (on the left at position ``round(atom_zero·p)``,
+    the Hessian being semi-definite there); a lanczos cube from ``mc_extreme`` (the extreme Ritz
+    values, within ``mc_residual·max|θ|`` of an eigenvalue), and on the left past an atom from the
+    smallest quadrature node farther from 0 than the zero tolerance of :mod:`pipeline.lanczos`
+    (``mc_extreme``'s bottom values are the atom's own zeros there).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A cube (:func:`pipeline.open_cube`), lazy or loaded, or a selection of one.
+    side : {"right", "left"}
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(c, loss, signal, trial)`` (those of ``ds``), named ``eigenvalue``; NaN where the
+        point is not done.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``side``, or a lanczos cube without extreme pairs (``montecarlo.k = 0``).
+
+    See Also
+    --------
+    extreme_gap, mc_distribution
+    """
+    _check_side(side)
+    if mc_method(ds) == "dense":
+        eigenvalues = ds["eigenvalues"]
+        extreme = eigenvalues.isel(eig=-1 if side == "right" else _atom_count(ds))
+    else:
+        extreme = ds["mc_extreme"].isel(k=_extreme_k(ds, side))
+        if side == "left":
+            nodes = ds["mc_nodes"]
+            size = abs(nodes)
+            zero = size <= _zero_tolerance(ds) * size.max("node")
+            beyond_atom = nodes.where(~zero).min("node")
+            extreme = beyond_atom.where(ds["atom_zero"] > 0, extreme)
+    dropped = ["eig", "k", "side", "rank"]
+    return extreme.drop_vars(dropped, errors="ignore").where(ds["done"]).rename("eigenvalue")
+
+
 def extreme_gap(ds: xr.Dataset, side: str) -> xr.DataArray:
     """How far the extreme Monte Carlo eigenvalue lies beyond the theory's edge on ``side``.
 
     ``λ_max − edge_right`` on the right, ``edge_left − λ_min`` on the left (``λ_min`` the smallest
-    eigenvalue beyond the atom at 0); positive for an outlier, ``O(p^{-2/3})`` around 0 otherwise.
+    eigenvalue beyond the atom at 0), from :func:`extreme_eigenvalue`; positive for an outlier,
+    ``O(p^{-2/3})`` around 0 otherwise.
 
     Returns
     -------
     xarray.DataArray
         Dims ``(c, loss, signal, trial)``; NaN where the edge is infinite or the point not done.
     """
-    _check_side(side)
-    eigenvalues = ds["eigenvalues"]
-    if side == "right":
-        gap = eigenvalues.isel(eig=-1) - ds["edge_right"]
-    else:
-        gap = ds["edge_left"] - eigenvalues.isel(eig=_atom_count(ds))
+    extreme = extreme_eigenvalue(ds, side)
+    gap = extreme - ds["edge_right"] if side == "right" else ds["edge_left"] - extreme
     finite = np.isfinite(ds["edge_right" if side == "right" else "edge_left"])
-    return gap.drop_vars("eig", errors="ignore").where(ds["done"] & finite).rename("gap")
+    return gap.where(ds["done"] & finite).rename("gap")
+
+
+@dataclass(frozen=True)
+class SpectralMeasure:
+    """A point's Monte Carlo spectral measure, pooled over its done trials.
+
+    Attributes
+    ----------
+    nodes : numpy.ndarray
+        Ascending: the eigenvalues (dense cubes) or the quadrature nodes (lanczos cubes); those
+        within rounding (dense) or the zero tolerance (lanczos) of 0 set to exactly 0, where they
+        meet the theory's atom.
+    weights : numpy.ndarray
+        Each node's mass, summing to 1: ``1/N`` for ``N`` eigenvalues, the quadrature weights
+        divided by the number of trials (the trials' quadratures averaged).
+    cumulative : numpy.ndarray
+        The distribution function at each node (right-continuous), ending at 1.
+    trials : int
+        The done trials pooled.
+    quadrature : bool
+        Whether the nodes are a quadrature (lanczos) rather than a sample of eigenvalues.
+    """
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    cumulative: np.ndarray
+    trials: int
+    quadrature: bool
+
+    def cdf(self, x: np.ndarray | float) -> np.ndarray:
+        """The measure's distribution function ``F(x) = Σ_{node ≤ x} weight``, a staircase.
+
+        A quadrature's true distribution function lies between the staircase's values on either
+        side of each node (:meth:`pipeline.lanczos.LanczosResult.cdf` draws the line through
+        their middles); the staircase is the measure itself, whose Kolmogorov and Wasserstein
+        distances :func:`fit_statistics` reports.
+
+        Examples
+        --------
+        >>> measure = SpectralMeasure(np.array([0.0, 1.0]), np.array([0.25, 0.75]),
+        ...                           np.array([0.25, 1.0]), trials=1, quadrature=True)
+        >>> measure.cdf(np.array([-1.0, 0.0, 0.5, 1.0])).tolist()
+        [0.0, 0.25, 0.25, 1.0]
+        """
+        at = np.searchsorted(self.nodes, np.asarray(x, dtype=float), side="right")
+        return np.concatenate([[0.0], self.cumulative])[at]
+
+    def quantile(self, levels: np.ndarray | Sequence[float]) -> np.ndarray:
+        """Quantiles: a sample's own (:func:`numpy.quantile`), a quadrature's linear between the
+        middles of its steps (as :meth:`pipeline.lanczos.LanczosResult.cdf`)."""
+        levels = np.asarray(levels, dtype=float)
+        if not self.quadrature:
+            return np.asarray(np.quantile(self.nodes, levels))
+        return np.interp(levels, self.cumulative - self.weights / 2, self.nodes)
+
+
+def _sample_measure(values: np.ndarray, trials: int) -> SpectralMeasure:
+    """The pooled eigenvalues of ``trials`` trials, each of mass ``1/N``."""
+    nodes = _snap_zeros(np.sort(values.ravel()))
+    size = nodes.size
+    # i/N exactly (a cumulative sum of 1/N would round): the Kolmogorov distance is then
+    # scipy's to the last bit.
+    return SpectralMeasure(nodes, np.full(size, 1.0 / size), np.arange(1, size + 1) / size, trials, False)
+
+
+def _quadrature_measure(nodes: np.ndarray, weights: np.ndarray, tolerance: float) -> SpectralMeasure:
+    """The trials' quadratures (rows, NaN padded) averaged: nodes pooled, weights divided by the trials.
+
+    Each trial's nodes within ``tolerance·max|θ|`` of 0 (its own ``max``, as the quadrature
+    measured its atom) are set to 0.
+    """
+    pooled_nodes, pooled_weights = [], []
+    for row_nodes, row_weights in zip(nodes, weights, strict=True):
+        kept = np.isfinite(row_nodes) & np.isfinite(row_weights)
+        row = row_nodes[kept]
+        scale = float(np.abs(row).max(initial=0.0))
+        pooled_nodes.append(np.where(np.abs(row) <= tolerance * scale, 0.0, row))
+        pooled_weights.append(row_weights[kept] / row_weights[kept].sum())
+    trials = len(pooled_nodes)
+    flat = np.concatenate(pooled_nodes)
+    order = np.argsort(flat, kind="stable")
+    mass = np.concatenate(pooled_weights)[order] / trials
+    cumulative = np.cumsum(mass)
+    return SpectralMeasure(flat[order], mass, cumulative / cumulative[-1], trials, True)
+
+
+def mc_distribution(point: xr.Dataset, ds: xr.Dataset | None = None) -> SpectralMeasure:
+    """The Monte Carlo spectral measure of one point ``(c, loss, signal)``, its done trials pooled.
+
+    A dense cube gives the empirical law of the pooled eigenvalues; a lanczos cube the pooled
+    stochastic Lanczos quadrature (``mc_nodes``, ``mc_weights``: each trial's weights sum to 1,
+    the trials' are averaged).  Either way a discrete measure whose distribution function,
+    :meth:`SpectralMeasure.cdf`, estimates the spectrum's; a quadrature resolves it to about
+    ``1/steps`` (``pipeline/lanczos.py``).
+
+    Parameters
+    ----------
+    point : xarray.Dataset
+        A cube at one ``(c, loss, signal)`` (``ds.sel(c=…, loss=…, signal=…)``), with its
+        ``done`` and ``eigenvalues`` (dense) or ``mc_nodes`` and ``mc_weights`` (lanczos).
+    ds : xarray.Dataset, optional
+        The cube ``point`` was taken from, if ``point`` lost its attributes; by default ``point``'s
+        own (``sel`` keeps them).
+
+    Returns
+    -------
+    SpectralMeasure
+
+    Raises
+    ------
+    ValueError
+        If no trial of the point is done.
+
+    See Also
+    --------
+    fit_statistics, extreme_eigenvalue
+    """
+    cube = point if ds is None else ds
+    done = np.asarray(point["done"].transpose("trial").values, dtype=bool)
+    if not done.any():
+        raise ValueError("no trial of the point is done")
+    method = mc_method(cube)
+    spectra = [np.asarray(point[name].transpose("trial", ...).values) for name in _MC_SPECTRA[method]]
+    return _measure(method, spectra, done, _zero_tolerance(cube) if method == "lanczos" else 0.0)
+
+
+def _measure(
+    method: str, spectra: Sequence[np.ndarray], done: np.ndarray, tolerance: float
+) -> SpectralMeasure:
+    """The measure of one point from its ``_MC_SPECTRA[method]`` arrays (trial first) and ``done``."""
+    if method == "dense":
+        return _sample_measure(spectra[0][done], int(done.sum()))
+    return _quadrature_measure(spectra[0][done], spectra[1][done], tolerance)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,7 +570,8 @@ def _bisect_presence(present: Callable[[float], bool], a: float, b: float) -> tu
 def _mc_boundary(
     ds: xr.Dataset, loss: str, side: str, target: str, signal: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    p = ds.sizes["eig"]
+    # The sweep's p: a lanczos cube has no `eig` dimension to read it from.
+    p = cube_spec(ds).p
     point = ds.sel(loss=loss)
     gap = extreme_gap(point, side).transpose("c", "signal", "trial").values
     # A zero target (the signal's first value is often 0) has no alignment: count it as none.
@@ -496,29 +708,31 @@ def _dominant_side(point: xr.Dataset, target: str) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def _ks(sample: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray]) -> float:
-    """Kolmogorov distance between a sorted sample's empirical law and ``cdf``.
+def _ks(measure: SpectralMeasure, cdf: Callable[[np.ndarray], np.ndarray]) -> float:
+    """Kolmogorov distance between a discrete measure and the continuous-but-for-atoms ``cdf``.
 
-    ``cdf`` is evaluated at each sample value and just below it (it may jump there: an atom).
+    The sup of ``|F_mc − F|`` is reached on one side of a node: ``F_mc`` is constant between
+    nodes and ``F`` non-decreasing.  ``cdf`` is evaluated at each node and just below it (it may
+    jump there: an atom); tied nodes (the zeros of an atom) are handled by taking, among them,
+    the largest step above and the smallest below.  For ``N`` eigenvalues of mass ``1/N``, the
+    statistic of :func:`scipy.stats.kstest`.
     """
-    n = sample.size
-    at = cdf(sample)
-    below = cdf(np.nextafter(sample, -np.inf))
-    upper = np.arange(1, n + 1) / n - at
-    lower = below - np.arange(n) / n
+    at = cdf(measure.nodes)
+    below = cdf(np.nextafter(measure.nodes, -np.inf))
+    upper = measure.cumulative - at
+    lower = below - np.concatenate([[0.0], measure.cumulative[:-1]])
     return float(max(upper.max(), lower.max()))
 
 
-def _w1(sample: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray], support: np.ndarray) -> float:
-    """Wasserstein-1 distance ``∫ |F_n − F|`` between a sorted sample's law and ``cdf``.
+def _w1(measure: SpectralMeasure, cdf: Callable[[np.ndarray], np.ndarray], support: np.ndarray) -> float:
+    """Wasserstein-1 distance ``∫ |F_mc − F|`` between a discrete measure and ``cdf``.
 
-    Integrated over the union of the sample and ``support`` (abscissae that resolve ``F``): on
-    each piece ``F_n`` is constant and ``F`` is taken at the piece's middle.
+    Integrated over the union of the nodes and ``support`` (abscissae that resolve ``F``): on
+    each piece ``F_mc`` is constant and ``F`` is taken at the piece's middle.
     """
-    z = np.unique(np.concatenate([sample, support]))
+    z = np.unique(np.concatenate([measure.nodes, support]))
     middle = 0.5 * (z[1:] + z[:-1])
-    empirical = np.searchsorted(sample, middle, side="right") / sample.size
-    return float(np.sum(np.abs(empirical - cdf(middle)) * np.diff(z)))
+    return float(np.sum(np.abs(measure.cdf(middle) - cdf(middle)) * np.diff(z)))
 
 
 def _theory_cdf(x: np.ndarray, density: np.ndarray, atom: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -602,7 +816,9 @@ def marchenko_pastur_cdf(values: np.ndarray, c: float, shift: float = 0.0, scale
     return np.interp(u, x, cumulative, left=0.0, right=cumulative[-1]) + atom * (u >= 0)
 
 
-def marchenko_pastur_fit(eigenvalues: np.ndarray, c: float) -> MarchenkoPasturFit:
+def marchenko_pastur_fit(
+    eigenvalues: np.ndarray, c: float, weights: np.ndarray | None = None
+) -> MarchenkoPasturFit:
     """The shifted and scaled Marchenko–Pastur law ``shift + scale · MP(c)`` closest to a sample.
 
     Closest in Kolmogorov distance: a least-squares line through the sorted eigenvalues against
@@ -614,12 +830,21 @@ def marchenko_pastur_fit(eigenvalues: np.ndarray, c: float) -> MarchenkoPasturFi
     Hessian and to every MP law of ratio ``c``: the fraction ``1 − 1/c`` of eigenvalues nearest 0
     is set aside and the rest is compared with the continuous part.
 
+    With ``weights`` the sample is a weighted discrete measure (a Lanczos quadrature,
+    :func:`mc_distribution`): the line is fitted by weighted least squares against the ``MP(c)``
+    quantiles at the middles of the measure's steps, the distances are the measure's; for
+    ``c > 1`` its nodes at exactly 0 are set aside (snap them first, as :func:`mc_distribution`
+    does) — a quadrature's weight at 0 estimates ``1 − 1/c`` with an error ``O(1/√(probes·p))``,
+    larger than a node's weight, so counting it off by weight would also remove bulk nodes.
+
     Parameters
     ----------
     eigenvalues : numpy.ndarray
-        The sample (any order).
+        The sample (any order), or the nodes of a weighted measure.
     c : float
         The ratio of the Marchenko–Pastur law (the cube's ``c``).
+    weights : numpy.ndarray, optional
+        The nodes' masses (non-negative, any sum: normalised here); by default ``1/n`` each.
 
     Returns
     -------
@@ -633,13 +858,26 @@ def marchenko_pastur_fit(eigenvalues: np.ndarray, c: float) -> MarchenkoPasturFi
     >>> round(fit.shift, 1), round(fit.scale, 1), fit.ks < 0.02
     (0.2, 2.0, True)
     """
-    sample = np.sort(np.asarray(eigenvalues, dtype=float))
-    if c > 1:
-        zeros = round(sample.size * (1.0 - 1.0 / c))
-        sample = np.sort(sample[np.argsort(np.abs(sample), kind="stable")[zeros:]])
+    values = np.asarray(eigenvalues, dtype=float)
+    if weights is None:
+        sample = np.sort(values)
+        if c > 1:
+            zeros = round(sample.size * (1.0 - 1.0 / c))
+            sample = np.sort(sample[np.argsort(np.abs(sample), kind="stable")[zeros:]])
+        measure = _sample_measure(sample, trials=1)
+    else:
+        mass = np.asarray(weights, dtype=float)
+        kept = values != 0.0 if c > 1 else np.ones(values.size, dtype=bool)
+        order = np.argsort(values[kept], kind="stable")
+        nodes, mass = values[kept][order], mass[kept][order] / mass[kept].sum()
+        cumulative = np.cumsum(mass)
+        measure = SpectralMeasure(nodes, mass, cumulative / cumulative[-1], trials=1, quadrature=True)
     x, cumulative = _mp_table(c)
     cumulative = cumulative / cumulative[-1]
-    levels = (np.arange(sample.size) + 0.5) / sample.size
+    # The middles of the measure's steps: (i − ½)/n for a sample.
+    levels = measure.cumulative - measure.weights / 2
+    # Weighted least squares (polyfit's weights multiply the residuals: the root of the masses).
+    root_mass = np.sqrt(measure.weights)
 
     def law(shift: float, scale: float) -> Callable[[np.ndarray], np.ndarray]:
         def cdf(values: np.ndarray) -> np.ndarray:
@@ -655,7 +893,7 @@ def marchenko_pastur_fit(eigenvalues: np.ndarray, c: float) -> MarchenkoPasturFi
         """(KS, shift, scale) of the best law with a scale of the sign ``orientation``."""
         # The sorted sample against the quantiles of ±MP: those of −MP are −Q(1 − u).
         quantiles = np.interp(levels if orientation > 0 else 1.0 - levels, cumulative, x)
-        start_scale, start_shift = (float(v) for v in np.polyfit(quantiles, sample, 1))
+        start_scale, start_shift = (float(v) for v in np.polyfit(quantiles, measure.nodes, 1, w=root_mass))
         start_scale = orientation * max(abs(start_scale), np.finfo(float).tiny)
 
         def unpack(params: np.ndarray) -> tuple[float, float]:
@@ -663,7 +901,7 @@ def marchenko_pastur_fit(eigenvalues: np.ndarray, c: float) -> MarchenkoPasturFi
             return start_shift + abs(start_scale) * float(params[0]), start_scale * math.exp(float(params[1]))
 
         best = minimize(
-            lambda params: _ks(sample, law(*unpack(params))),
+            lambda params: _ks(measure, law(*unpack(params))),
             np.zeros(2),
             method="Nelder-Mead",
             options={"xatol": _MP_FIT_XTOL, "fatol": _MP_FIT_FTOL, "maxfev": _MP_FIT_EVALUATIONS},
@@ -672,48 +910,62 @@ def marchenko_pastur_fit(eigenvalues: np.ndarray, c: float) -> MarchenkoPasturFi
 
     _, shift, scale = min(fitted(+1), fitted(-1))
     cdf = law(shift, scale)
-    return MarchenkoPasturFit(shift, scale, _ks(sample, cdf), _w1(sample, cdf, np.sort(shift + scale * x)))
+    return MarchenkoPasturFit(shift, scale, _ks(measure, cdf), _w1(measure, cdf, np.sort(shift + scale * x)))
 
 
 def fit_statistics(ds: xr.Dataset) -> xr.Dataset:
-    """Per point, how well the Monte Carlo eigenvalues (all done trials pooled) fit the theory
-    and the nearest Marchenko–Pastur law.
+    """Per point, how well the Monte Carlo spectrum (all done trials pooled) fits the theory and
+    the nearest Marchenko–Pastur law.
+
+    The Monte Carlo spectrum is the measure of :func:`mc_distribution`: the pooled eigenvalues of
+    a dense cube, the pooled Lanczos quadrature of a lanczos cube.  A quadrature's distribution
+    function resolves the spectrum's to about ``1/steps`` only (its staircase's steps are the
+    nodes' weights): its distances to the theory level off there however large ``p``, where a
+    sample's keep shrinking like ``1/√(eigenvalue_count)``.
 
     Returns
     -------
     xarray.Dataset
         Dims ``(c, loss, signal)``: ``ks`` and ``w1``, the Kolmogorov and Wasserstein-1 distances
-        to the limiting law (its atom at 0 included; eigenvalues within rounding of 0 count as
-        0); ``mp_shift``, ``mp_scale``, ``mp_ks``, ``mp_w1`` from :func:`marchenko_pastur_fit`;
-        ``eigenvalue_count`` pooled.  NaN where no trial is done or the theory is missing.
-        Kolmogorov distances of a correct law shrink like ``1/√(eigenvalue_count)`` and
-        ``1/p`` (finite-size effects of the edges); a spectrum is MP-like when ``mp_ks`` is of
-        the same order as ``ks``.
+        between the measure and the limiting law (its atom at 0 included; eigenvalues within
+        rounding of 0, Ritz values within the quadrature's zero tolerance, count as 0);
+        ``mp_shift``, ``mp_scale``, ``mp_ks``, ``mp_w1`` from :func:`marchenko_pastur_fit` (with
+        the quadrature's weights in a lanczos cube); ``eigenvalue_count``, the eigenvalues pooled
+        (dense) or the quadrature nodes pooled (lanczos: ``probes × steps`` a trial).  NaN where
+        no trial is done or the theory is missing.  Attribute ``montecarlo_method``.  Kolmogorov
+        distances of a correct law shrink like ``1/√(eigenvalue_count)`` and ``1/p``
+        (finite-size effects of the edges) for a dense cube; a spectrum is MP-like when
+        ``mp_ks`` is of the same order as ``ks``.
     """
-    loaded = ds[["eigenvalues", "density", "density_x", "atom_zero", "done"]].load()
+    method = mc_method(ds)
+    monte_carlo = list(_MC_SPECTRA[method])
+    loaded = ds[[*monte_carlo, "density", "density_x", "atom_zero", "done"]].load()
     shape = (ds.sizes["c"], ds.sizes["loss"], ds.sizes["signal"])
     names = ("ks", "w1", "mp_shift", "mp_scale", "mp_ks", "mp_w1")
     out = {name: np.full(shape, np.nan) for name in names}
     count = np.zeros(shape, dtype=int)
     order = ("c", "loss", "signal")
-    eigenvalues = loaded["eigenvalues"].transpose(*order, "trial", "eig").values
+    spectra = [loaded[name].transpose(*order, "trial", ...).values for name in monte_carlo]
     done = loaded["done"].transpose(*order, "trial").values
     x_grid = loaded["density_x"].transpose(*order, "x").values
     density = loaded["density"].transpose(*order, "x").values
     atom = loaded["atom_zero"].transpose(*order).values
     c_values = ds["c"].values.astype(float)
+    tolerance = _zero_tolerance(ds) if method == "lanczos" else 0.0
     for index in np.ndindex(shape):
-        if not done[index].any() or not np.all(np.isfinite(x_grid[index])):
+        trials = done[index]
+        if not trials.any() or not np.all(np.isfinite(x_grid[index])):
             continue
-        sample = _snap_zeros(np.sort(eigenvalues[index][done[index]].ravel()))
-        count[index] = sample.size
+        measure = _measure(method, [spectrum[index] for spectrum in spectra], trials, tolerance)
+        count[index] = measure.nodes.size
         cdf = _theory_cdf(x_grid[index], density[index], float(atom[index]))
-        out["ks"][index] = _ks(sample, cdf)
-        out["w1"][index] = _w1(sample, cdf, x_grid[index])
-        fit = marchenko_pastur_fit(sample, float(c_values[index[0]]))
+        out["ks"][index] = _ks(measure, cdf)
+        out["w1"][index] = _w1(measure, cdf, x_grid[index])
+        weights = measure.weights if measure.quadrature else None
+        fit = marchenko_pastur_fit(measure.nodes, float(c_values[index[0]]), weights=weights)
         out["mp_shift"][index], out["mp_scale"][index] = fit.shift, fit.scale
         out["mp_ks"][index], out["mp_w1"][index] = fit.ks, fit.w1
     coords = {dim: ds[dim].values for dim in order}
     variables = {name: (order, values) for name, values in out.items()}
     variables["eigenvalue_count"] = (order, count)
-    return xr.Dataset(variables, coords=coords)
+    return xr.Dataset(variables, coords=coords, attrs={"montecarlo_method": method})

@@ -8,13 +8,19 @@ nothing is left open.  :func:`save` writes one as PNG or PDF.
 * :func:`phase_diagram`: per loss, a heat map over ``(c, signal)`` of the Monte Carlo alignment of
   the extreme eigenvector with the signal vector (or of the spike's gap beyond the bulk edge), with
   the theory and Monte Carlo phase boundaries on top;
-* :func:`spectrum`: the Monte Carlo eigenvalues of one point, pooled over its trials, against the
-  limiting density, its edges, spikes and atom, optionally with a fitted Marchenko–Pastur law;
+* :func:`spectrum`: the Monte Carlo spectrum of one point, pooled over its trials (a histogram of
+  the eigenvalues of a dense cube, the mean quadrature density ``mc_density`` of a lanczos cube),
+  against the limiting density, its edges, spikes and atom, optionally with a fitted
+  Marchenko–Pastur law;
 * :func:`alignment`: the alignment along the signal axis at one ``(loss, c)``, Monte Carlo against
   theory, with the phase boundary.
 
 Only points whose ``done`` flag is set are used.  The numbers come from :mod:`pipeline.analysis`;
-this module only draws them.
+this module only draws them.  Cubes of either Monte Carlo method (``montecarlo.method``: ``dense``,
+``lanczos``) are drawn alike: the analysis reads their extreme eigenvalues
+(:func:`pipeline.analysis.extreme_eigenvalue`) and spectral measures
+(:func:`pipeline.analysis.mc_distribution`) from whichever variables the cube has; only the
+spectrum's Monte Carlo artist differs (histogram or quadrature density).
 """
 
 from __future__ import annotations
@@ -200,17 +206,22 @@ def spectrum(
     mp_fit: bool = False,
     bins: int = DEFAULT_BINS,
 ) -> Figure:
-    """The Monte Carlo eigenvalues of one point against the limiting spectrum.
+    """The Monte Carlo spectrum of one point against the limiting spectrum.
 
-    A histogram of the eigenvalues pooled over the done trials of ``(c, loss, signal)``, scaled
-    so that its area is the fraction of them it shows (the limiting density, drawn on top, has
-    area ``1 − atom_zero``); the bulk edges as dashed vertical lines; the predicted spikes as
-    markers on the axis; the atom at 0, when ``atom_zero > 0``, as a dotted line (its Monte
-    Carlo counterpart, the numerically zero eigenvalues, is left out of the histogram).
+    A dense cube: a histogram of the eigenvalues pooled over the done trials of
+    ``(c, loss, signal)``, scaled so that its area is the fraction of them it shows.  A lanczos
+    cube (a quadrature of a few nodes per bulk width, too coarse for a histogram): the mean over
+    the done trials of its smoothed quadrature density ``mc_density``, a filled line on the
+    theory's abscissae.  Either way the limiting density is drawn on top (both have area
+    ``1 − atom_zero``: the atom is left out); the bulk edges as dashed vertical lines; the
+    predicted spikes as markers on the axis; the atom at 0, when ``atom_zero > 0``, as a dotted
+    line, its legend giving the Monte Carlo mass at 0 (the numerically zero eigenvalues, or the
+    quadrature weight at 0).
 
     The view is chosen so that the bulk is visible: it holds all but a tail of 0.2 % on each
-    side of the theory's bulk and of the eigenvalues, the finite edges, and the spikes and
-    eigenvalues within one view width of that; the title says how many eigenvalues lie outside.
+    side of the theory's bulk and of the Monte Carlo measure (:func:`pipeline.analysis.mc_distribution`),
+    the finite edges, and the spikes and eigenvalues (quadrature nodes) within one view width of
+    that; the title says how many eigenvalues (how much quadrature weight) lie outside.
 
     Parameters
     ----------
@@ -223,15 +234,16 @@ def spectrum(
         A loss of the cube.
     mp_fit : bool, default False
         Also draw the best-fitting shifted and scaled Marchenko–Pastur law
-        (:func:`pipeline.analysis.marchenko_pastur_fit`), its KS distance in the legend.
+        (:func:`pipeline.analysis.marchenko_pastur_fit`, fitted to the quadrature's weights in a
+        lanczos cube), its KS distance in the legend.
     bins : int, default 50
-        Histogram bins across the view.
+        Histogram bins across the view (a dense cube's; a lanczos cube draws no histogram).
 
     Returns
     -------
     matplotlib.figure.Figure
-        One axes; artists with ``gid`` ``"histogram"``, ``"theory-density"``, ``"edges"``,
-        ``"spikes"``, ``"atom"`` and ``"mp-fit"`` where drawn.
+        One axes; artists with ``gid`` ``"histogram"`` (dense) or ``"mc-density"`` (lanczos),
+        ``"theory-density"``, ``"edges"``, ``"spikes"``, ``"atom"`` and ``"mp-fit"`` where drawn.
 
     Raises
     ------
@@ -245,7 +257,7 @@ def spectrum(
     done = np.asarray(point["done"].values, dtype=bool)
     if not done.any():
         raise PlotError(f"c={c_value:g}, loss={loss}, signal={float(point['signal']):g}: no trial done")
-    eigenvalues = np.sort(np.asarray(point["eigenvalues"].values)[done].ravel())
+    measure = analysis.mc_distribution(point, ds)
     density_x = np.asarray(point["density_x"].values, dtype=float)
     density = np.asarray(point["density"].values, dtype=float)
     atom = float(point["atom_zero"])
@@ -253,30 +265,39 @@ def spectrum(
     spikes = np.asarray(point["spike"].values, dtype=float)
     spikes = spikes[np.isfinite(spikes)]
 
-    view = _spectrum_view(eigenvalues, density_x, density, edges, spikes, atom)
+    view = _spectrum_view(measure, density_x, density, edges, spikes, atom)
     figure = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = figure.add_subplot()
-    zero = _numerically_zero(eigenvalues) if atom > 0 else np.zeros(eigenvalues.size, dtype=bool)
-    tallest_bar = _histogram(ax, eigenvalues[~zero], eigenvalues.size, view, bins, done.sum())
+    trials = int(done.sum())
+    outside = float(measure.weights[(measure.nodes < view[0]) | (measure.nodes > view[1])].sum())
+    if measure.quadrature:
+        # A quadrature has a few nodes per bulk width: its smoothed density, not a histogram.
+        tallest = _quadrature_density(ax, density_x, point["mc_density"].values[done], trials)
+        share = float(measure.weights[measure.nodes == 0.0].sum())
+        what = f"quadrature of {measure.nodes.size} nodes from {trials} trials; weight {outside:.2g}"
+    else:
+        eigenvalues = measure.nodes
+        zero = _numerically_zero(eigenvalues) if atom > 0 else np.zeros(eigenvalues.size, dtype=bool)
+        tallest = _histogram(ax, eigenvalues[~zero], eigenvalues.size, view, bins, trials)
+        share = zero.sum() / eigenvalues.size
+        beyond = int(np.count_nonzero((eigenvalues < view[0]) | (eigenvalues > view[1])))
+        what = f"{eigenvalues.size} eigenvalues from {trials} trials; {beyond}"
     ax.plot(density_x, density, color="C1", lw=1.6, label="theory density", gid="theory-density")
     _draw_edges(ax, edges)
     _draw_spikes(ax, spikes, view)
     if atom > 0:
-        share = zero.sum() / eigenvalues.size
         ax.axvline(
             0.0, color="C4", ls=":", lw=1.5, gid="atom", label=f"atom at 0: {atom:.3g} (MC {share:.3g})"
         )
     if mp_fit:
-        _draw_marchenko_pastur(ax, eigenvalues, c_value, view)
+        _draw_marchenko_pastur(ax, measure, c_value, view)
     ax.set_xlim(*view)
-    ax.set_ylim(0.0, _density_top(tallest_bar, density_x, density, view))
+    ax.set_ylim(0.0, _density_top(tallest, density_x, density, view))
     ax.set_xlabel("eigenvalue λ")
     ax.set_ylabel("density")
-    outside = int(np.count_nonzero((eigenvalues < view[0]) | (eigenvalues > view[1])))
     ax.set_title(
         f"{loss}, c = {c_value:g}, {signal_label(ds)} = {float(point['signal']):g}\n"
-        f"{eigenvalues.size} eigenvalues from {int(done.sum())} trials; "
-        f"{outside} outside [{view[0]:.3g}, {view[1]:.3g}]",
+        f"{what} outside [{view[0]:.3g}, {view[1]:.3g}]",
         fontsize="medium",
     )
     _legend(ax, fontsize="small", loc="upper right")
@@ -456,20 +477,20 @@ def _grid_value(ds: xr.Dataset, dim: str, value: float) -> float:
 
 
 def _point(ds: xr.Dataset, *, c: float, loss: str, signal: float) -> xr.Dataset:
-    """One ``(c, loss, signal)`` point of the cube, loaded."""
+    """One ``(c, loss, signal)`` point of the cube, loaded: every variable (whichever Monte Carlo
+    method made the cube), a few kB to a few MB."""
     at = {"c": _grid_value(ds, "c", c), "loss": _loss(ds, loss), "signal": _grid_value(ds, "signal", signal)}
-    names = ["eigenvalues", "done", "density_x", "density", "atom_zero", "edge_left", "edge_right", "spike"]
-    return ds[names].sel(at).load()
+    return ds.sel(at).load()
 
 
 def _per_point_loaded(ds: xr.Dataset) -> xr.Dataset:
-    """The cube with its per-point variables in memory; the spectra (``eig``, ``x``) stay lazy.
+    """The cube with its per-point variables in memory; the spectra (``eig``, ``node``, ``x``) stay lazy.
 
     The per-point variables are a few kB even for large sweeps, and the analysis reads them many
     times (per loss, side and source): loaded once here rather than computed from Zarr each time.
     A new dataset: the caller's is left as it was.
     """
-    spectra = ("eig", "x")
+    spectra = ("eig", "node", "x")
     small = [str(name) for name, v in ds.data_vars.items() if not any(d in v.dims for d in spectra)]
     return ds.assign({name: ds[name].compute() for name in small})
 
@@ -625,7 +646,7 @@ def _symmetric_limits(arrays: Sequence[Any]) -> tuple[float, float]:
 
 
 def _spectrum_view(
-    eigenvalues: np.ndarray,
+    measure: analysis.SpectralMeasure,
     density_x: np.ndarray,
     density: np.ndarray,
     edges: tuple[float, float],
@@ -633,7 +654,7 @@ def _spectrum_view(
     atom: float,
 ) -> tuple[float, float]:
     """The x range of a spectrum: the bulk and what lies near it (see ``_VIEW_TAIL``, ``_VIEW_REACH``)."""
-    quantiles = np.quantile(eigenvalues, [_VIEW_TAIL, 1 - _VIEW_TAIL])
+    quantiles = measure.quantile([_VIEW_TAIL, 1 - _VIEW_TAIL])
     core = [float(quantiles[0]), float(quantiles[1])]
     bulk = _bulk_quantiles(density_x, density)
     finite_edges = [edge for edge in edges if np.isfinite(edge)]
@@ -642,7 +663,7 @@ def _spectrum_view(
         core = [min(core[0], 0.0), max(core[1], 0.0)]
     width = core[1] - core[0] or max(abs(core[0]), 1.0)
     reach = (core[0] - _VIEW_REACH * width, core[1] + _VIEW_REACH * width)
-    near = np.concatenate([eigenvalues, spikes])
+    near = np.concatenate([measure.nodes, spikes])
     near = near[(near >= reach[0]) & (near <= reach[1])]
     low, high = float(near.min(initial=core[0])), float(near.max(initial=core[1]))
     margin = _VIEW_MARGIN * (high - low)
@@ -686,13 +707,33 @@ def _histogram(
     return tallest
 
 
-def _density_top(tallest_bar: float, x: np.ndarray, density: np.ndarray, view: tuple[float, float]) -> float:
-    """The top of the density axis: the bars, and the theory up to ``_DENSITY_HEADROOM`` times them."""
+def _quadrature_density(ax: Axes, x: np.ndarray, densities: np.ndarray, trials: int) -> float:
+    """The mean over the done trials of a lanczos cube's ``mc_density`` (rows), as a line on the
+    theory's abscissae; returns its height in the view's terms (its maximum)."""
+    finite = np.all(np.isfinite(densities), axis=-1)
+    if not finite.any():
+        return 0.0
+    mean = densities[finite].mean(axis=0)
+    ax.plot(
+        x,
+        mean,
+        color="C0",
+        lw=1.4,
+        gid="mc-density",
+        label=f"Monte Carlo, Lanczos quadrature ({trials} trial{'s' if trials != 1 else ''})",
+    )
+    ax.fill_between(x, mean, color="C0", alpha=0.25, lw=0)
+    return float(np.max(mean, initial=0.0))
+
+
+def _density_top(tallest: float, x: np.ndarray, density: np.ndarray, view: tuple[float, float]) -> float:
+    """The top of the density axis: the Monte Carlo's (bars or curve), and the theory up to
+    ``_DENSITY_HEADROOM`` times it."""
     seen = density[(x >= view[0]) & (x <= view[1]) & np.isfinite(density)]
     theory = float(seen.max(initial=0.0))
-    if tallest_bar > 0:
-        theory = min(theory, _DENSITY_HEADROOM * tallest_bar)
-    return _TOP_MARGIN * max(tallest_bar, theory) or 1.0
+    if tallest > 0:
+        theory = min(theory, _DENSITY_HEADROOM * tallest)
+    return _TOP_MARGIN * max(tallest, theory) or 1.0
 
 
 def _draw_edges(ax: Axes, edges: tuple[float, float]) -> None:
@@ -728,8 +769,11 @@ def _draw_spikes(ax: Axes, spikes: np.ndarray, view: tuple[float, float]) -> Non
     )
 
 
-def _draw_marchenko_pastur(ax: Axes, eigenvalues: np.ndarray, c: float, view: tuple[float, float]) -> None:
-    fit = analysis.marchenko_pastur_fit(eigenvalues, c)
+def _draw_marchenko_pastur(
+    ax: Axes, measure: analysis.SpectralMeasure, c: float, view: tuple[float, float]
+) -> None:
+    weights = measure.weights if measure.quadrature else None
+    fit = analysis.marchenko_pastur_fit(measure.nodes, c, weights=weights)
     x = np.linspace(view[0], view[1], _CURVE_POINTS)
     y = analysis.marchenko_pastur_density(x, c, shift=fit.shift, scale=fit.scale)
     ax.plot(

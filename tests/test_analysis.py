@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,12 +13,16 @@ import scipy.stats
 from pipeline import open_cube
 from pipeline.analysis import (
     alignment_curve,
+    cube_spec,
     extreme_alignment,
+    extreme_eigenvalue,
     extreme_gap,
     fit_statistics,
     marchenko_pastur_cdf,
     marchenko_pastur_density,
     marchenko_pastur_fit,
+    mc_distribution,
+    mc_method,
     phase_boundary,
     signal_vector,
 )
@@ -94,6 +99,45 @@ grid: {c: [2.0], loss: [square], signal: [0.0, 3.0]}
 signal: mu.norm
 fixed: {w: zero}
 """
+# Matrix-free Monte Carlo (montecarlo.method: lanczos): a quadrature of 4 × 40 = 160 nodes a trial
+# and the extreme Ritz values, no eigenvalues.  c = 2 has the atom at 0.  The same text as
+# tests/test_plots.py's LANCZOS: the session's cube cache builds it once.
+LANCZOS = """
+name: lz
+p: 1200
+trials: 2
+model: logistic
+grid: {c: [0.5, 2.0], loss: [logistic, exponential], signal: [0.0, 2.0]}
+fixed: {w_star: {norm: 1.0}, w: w_star, mu: {angle: 90}}
+montecarlo: {method: lanczos, probes: 4, steps: 40, dtype: float32}
+theory: {points: 200}
+"""
+# The same sweep, dense, at the second signal only (the dense eigensolver is the slow part).
+LANCZOS_AS_DENSE = """
+name: lz_dense
+p: 1200
+trials: 2
+model: logistic
+grid: {c: [0.5, 2.0], loss: [logistic, exponential], signal: [2.0]}
+fixed: {w_star: {norm: 1.0}, w: w_star, mu: {angle: 90}}
+theory: {points: 200}
+"""
+# SQUARE_MC's physics by Lanczos at p = 1000 (4 × 40 = 160 < p), 4 trials, two of its c (a draw
+# at c = 0.25, n = 4000, costs twice one at c = 0.5).
+SQUARE_LANCZOS = """
+name: square_lanczos
+p: 1000
+trials: 4
+seed: 3
+model: linear
+grid: {c: [0.5, 1.0], loss: [square], signal: {start: 0.0, stop: 2.0, num: 9}}
+signal: mu.norm
+fixed: {w: zero, w_star: {norm: 1.0}}
+montecarlo: {method: lanczos, probes: 4, steps: 40}
+"""
+# The zero tolerance of a float32 quadrature (pipeline.lanczos): Ritz values within 1e-5 of
+# max|θ| of 0 are the atom.
+FLOAT32_ZERO = 1e-5
 
 CubeFactory = Callable[[str], Path]
 
@@ -101,6 +145,11 @@ CubeFactory = Callable[[str], Path]
 @pytest.fixture(scope="module")
 def square_mc(cube_from_yaml: CubeFactory):
     return open_cube(cube_from_yaml(SQUARE_MC)).load()
+
+
+@pytest.fixture(scope="module")
+def lanczos(cube_from_yaml: CubeFactory):
+    return open_cube(cube_from_yaml(LANCZOS)).load()
 
 
 @pytest.fixture(scope="module")
@@ -304,3 +353,160 @@ def test_marchenko_pastur_fit_recovers_shift_scale_and_mirror(rng: np.random.Gen
     assert mirrored.min() >= 0 and np.trapezoid(mirrored, x) == pytest.approx(1.0, abs=1e-3)
     # The distribution function includes the atom of c > 1 and ends at 1.
     assert marchenko_pastur_cdf(np.array([-1e-9, 0.0]), 2.0).tolist() == pytest.approx([0.0, 0.5])
+
+
+# ----------------------------------------------------------------------------------------------
+# Lanczos cubes: the same analysis from the quadrature and the extreme Ritz values
+# ----------------------------------------------------------------------------------------------
+
+
+def _rank0(ds, side: str) -> int:
+    return int(np.flatnonzero((ds["side"].values == side) & (ds["rank"].values == 0))[0])
+
+
+def test_lanczos_extremes_come_from_the_ritz_values_and_skip_the_atom(lanczos) -> None:
+    assert mc_method(lanczos) == "lanczos" and "eigenvalues" not in lanczos
+    right = extreme_eigenvalue(lanczos, "right")
+    left = extreme_eigenvalue(lanczos, "left")
+    assert right.dims == ("c", "loss", "signal", "trial")
+    np.testing.assert_array_equal(right.values, lanczos["mc_extreme"].isel(k=_rank0(lanczos, "top")).values)
+    # c = 0.5 (no atom): the smallest Ritz value, as stored.
+    bottom = lanczos["mc_extreme"].isel(k=_rank0(lanczos, "bottom"))
+    np.testing.assert_array_equal(left.sel(c=0.5).values, bottom.sel(c=0.5).values)
+    # c = 2: the stored bottom Ritz values are the atom's zeros; the extreme is the smallest node
+    # beyond the quadrature's zero tolerance, by hand here.
+    at_two = lanczos.sel(c=2.0)
+    assert np.abs(bottom.sel(c=2.0).values).max() < FLOAT32_ZERO * right.sel(c=2.0).values.min()
+    for index in np.ndindex(at_two["done"].shape):
+        nodes = at_two["mc_nodes"].values[index]
+        nodes = nodes[np.isfinite(nodes)]
+        expected = nodes[np.abs(nodes) > FLOAT32_ZERO * np.abs(nodes).max()].min()
+        assert left.sel(c=2.0).values[index] == expected
+    # The gaps subtract the theory's edges (finite for the logistic loss, infinite on the right for
+    # the exponential: NaN there); the bulk of c = 2 starts well above 0.
+    logistic = lanczos.sel(loss="logistic")
+    np.testing.assert_array_equal(
+        extreme_gap(lanczos, "right").sel(loss="logistic").values,
+        (right.sel(loss="logistic") - logistic["edge_right"]).values,
+    )
+    np.testing.assert_array_equal(
+        extreme_gap(lanczos, "left").sel(loss="logistic").values,
+        (logistic["edge_left"] - left.sel(loss="logistic")).values,
+    )
+    assert np.isnan(extreme_gap(lanczos, "right").sel(loss="exponential").values).all()
+    assert np.abs(extreme_gap(lanczos, "left").sel(c=2.0, loss="logistic").values).max() < 0.05
+
+
+def test_lanczos_distribution_averages_the_trials_quadratures(lanczos) -> None:
+    point = lanczos.sel(c=2.0, loss="logistic", signal=2.0)
+    measure = mc_distribution(point)
+    assert measure.quadrature and measure.trials == 2
+    nodes = point["mc_nodes"].values.ravel()
+    weights = point["mc_weights"].values.ravel()
+    kept = np.isfinite(nodes)
+    assert measure.nodes.size == kept.sum() == 2 * 4 * 40
+    # Pooled: every node with half its trial's weight, ascending; the atom's nodes at exactly 0.
+    order = np.argsort(measure.nodes, kind="stable")
+    np.testing.assert_array_equal(measure.nodes, measure.nodes[order])
+    scale = np.nanmax(np.abs(point["mc_nodes"].values), axis=1, keepdims=True)
+    snapped = np.where(
+        np.abs(point["mc_nodes"].values) <= FLOAT32_ZERO * scale, 0.0, point["mc_nodes"].values
+    )
+    by_hand = np.sort(snapped.ravel()[kept])
+    np.testing.assert_array_equal(measure.nodes, by_hand)
+    np.testing.assert_allclose(np.sort(measure.weights), np.sort(weights[kept] / 2), rtol=1e-12)
+    assert measure.cumulative[-1] == 1.0
+    # The weight at 0 is the mean of the stored atom weights.
+    at_zero = measure.weights[measure.nodes == 0.0].sum()
+    assert at_zero == pytest.approx(point["mc_atom_zero"].mean().item(), rel=1e-12)
+    assert measure.cdf(-1e-300) == 0.0 and measure.cdf(0.0) == pytest.approx(at_zero)
+    with pytest.raises(ValueError, match="no trial of the point is done"):
+        mc_distribution(point.assign(done=point["done"] & False))
+
+
+def test_lanczos_fit_statistics_are_the_quadratures_distances(lanczos) -> None:
+    stats = fit_statistics(lanczos)
+    assert stats.attrs["montecarlo_method"] == "lanczos"
+    assert np.all(stats["eigenvalue_count"].values == 2 * 4 * 40)
+    for c, loss in ((0.5, "logistic"), (2.0, "logistic")):
+        point = lanczos.sel(c=c, loss=loss, signal=2.0)
+        measure = mc_distribution(point)
+        theory = _theory_cdf(point)
+        atom = point["atom_zero"].item()
+
+        def cdf(v, theory=theory, atom=atom):
+            return theory(v) + atom * (v >= 0)
+
+        # Kolmogorov by brute force: |F_mc − F| on both sides of every node, F_mc a staircase.
+        sides = np.concatenate([measure.nodes, np.nextafter(measure.nodes, -np.inf)])
+        staircase = np.array([measure.weights[measure.nodes <= v].sum() for v in sides])
+        found = stats.sel(c=c, loss=loss, signal=2.0)
+        assert found["ks"].item() == pytest.approx(np.abs(staircase - cdf(sides)).max(), rel=1e-9)
+        assert np.isfinite(found[["mp_shift", "mp_scale", "mp_ks", "mp_w1"]].to_array().values).all()
+    # W1 against a large sample of the limiting law (no atom at c = 0.5), as for a dense cube.
+    point = lanczos.sel(c=0.5, loss="logistic", signal=2.0)
+    measure = mc_distribution(point)
+    levels = (np.arange(200_000) + 0.5) / 200_000
+    cumulative = cumulative_mass(point["density_x"].values, point["density"].values)
+    quantiles = np.interp(levels, cumulative / cumulative[-1], point["density_x"].values)
+    expected = scipy.stats.wasserstein_distance(measure.nodes, quantiles, u_weights=measure.weights)
+    assert stats["w1"].sel(c=0.5, loss="logistic", signal=2.0).item() == pytest.approx(expected, abs=2e-4)
+    # The logistic loss's bulk is MP-like (mp_ks of the order of ks), as in a dense cube.
+    logistic = stats.sel(loss="logistic")
+    assert np.all(logistic["mp_ks"].values < 2 * logistic["ks"].values + 0.01)
+
+
+@pytest.mark.slow
+def test_lanczos_and_dense_fit_statistics_agree(lanczos, cube_from_yaml: CubeFactory) -> None:
+    dense = fit_statistics(open_cube(cube_from_yaml(LANCZOS_AS_DENSE)))
+    quadrature = fit_statistics(lanczos.sel(signal=[2.0]))
+    spec = cube_spec(lanczos)
+    probes, steps = spec.montecarlo.probes, spec.montecarlo.steps
+    # The quadrature's distance to the theory: its staircase's resolution, at most ~1/steps (the
+    # largest node weight is ~0.01 here), plus the probes' sampling error — each eigenvector's
+    # weight is a χ² of relative variance 2/(probes·p), so the pooled distribution function
+    # deviates like a Brownian bridge of variance 2F(1 − F)/(probes·p·trials), whose sup stays
+    # below 1.36·√(2/(probes·p·trials)) = 0.020 with 95 % probability.  The dense cube's own
+    # distance (≤ 0.01: 2400 eigenvalues and the edges at p = 1200) is within that.
+    tolerance = 1.0 / steps + 1.36 * math.sqrt(2.0 / (probes * spec.p * spec.trials))
+    assert np.all(dense["ks"].values < 0.01)
+    np.testing.assert_allclose(quadrature["ks"].values, dense["ks"].values, rtol=0, atol=tolerance)
+    assert np.all(dense["eigenvalue_count"].values == 2 * 1200)
+
+
+@pytest.mark.slow
+def test_lanczos_mc_boundary_agrees_with_the_dense_cube(square_mc, cube_from_yaml: CubeFactory) -> None:
+    lanczos = open_cube(cube_from_yaml(SQUARE_LANCZOS))
+    found = phase_boundary(lanczos, "square", source="mc")
+    dense = phase_boundary(square_mc, "square", source="mc").sel(c=found["c"])
+    assert np.all(np.isfinite(found.values)), found.attrs["note"]
+    # Within the two estimates' combined uncertainty of each other, and within its own of BBP.
+    combined = np.hypot(found["uncertainty"].values, dense["uncertainty"].values)
+    assert np.all(np.abs(found.values - dense.values) <= combined)
+    assert np.all(np.abs(found.values - lanczos["c"].values ** 0.25) <= found["uncertainty"].values)
+    assert np.all(found["uncertainty"].values < 0.25)
+    # The theory's boundary reads only theory variables: the same on either cube.
+    np.testing.assert_allclose(
+        phase_boundary(lanczos, "square").values,
+        phase_boundary(square_mc, "square").sel(c=found["c"]).values,
+        atol=1e-8,
+    )
+
+
+def test_weighted_marchenko_pastur_fit(rng: np.random.Generator) -> None:
+    p, c = 300, 0.5
+    x = rng.standard_normal((round(p / c), p))
+    sample = 0.2 + 2.0 * np.linalg.eigvalsh(x.T @ x / x.shape[0])
+    plain = marchenko_pastur_fit(sample, c)
+    # Equal weights are the sample itself (up to the rounding of the weighted least squares).
+    even = marchenko_pastur_fit(sample, c, weights=np.ones(p))
+    assert even.shift == pytest.approx(plain.shift, abs=1e-4)
+    assert even.scale == pytest.approx(plain.scale, rel=1e-4)
+    assert even.ks == pytest.approx(plain.ks, abs=1e-4)
+    # Weights of twice the mass on every other eigenvalue: still the same law, to sampling error.
+    uneven = marchenko_pastur_fit(sample, c, weights=np.tile([1.0, 2.0], p // 2))
+    assert uneven.scale == pytest.approx(2.0, rel=0.03) and uneven.ks < 0.05
+    # c > 1: the nodes at exactly 0 are set aside, whatever their weight.
+    wide = np.concatenate([np.zeros(5), 3.0 * np.linalg.eigvalsh(x.T[:, :150] @ x[:150] / 150)[150:]])
+    fit = marchenko_pastur_fit(wide, 2.0, weights=np.concatenate([np.full(5, 0.1), np.full(150, 1.0)]))
+    assert fit.scale == pytest.approx(3.0, rel=0.05) and fit.ks < 0.06

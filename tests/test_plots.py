@@ -405,3 +405,93 @@ def test_plots_never_load_pyplot() -> None:
     # pyplot's global figure manager is what makes figures unsafe in threads and headless runs.
     code = "import sys, pipeline.plots, pipeline.cli; sys.exit('matplotlib.pyplot' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Lanczos cubes: the same figures from the quadrature and the extreme Ritz values
+# ----------------------------------------------------------------------------------------------
+
+# The same text as tests/test_analysis.py's LANCZOS: the session's cube cache builds it once.
+LANCZOS = """
+name: lz
+p: 1200
+trials: 2
+model: logistic
+grid: {c: [0.5, 2.0], loss: [logistic, exponential], signal: [0.0, 2.0]}
+fixed: {w_star: {norm: 1.0}, w: w_star, mu: {angle: 90}}
+montecarlo: {method: lanczos, probes: 4, steps: 40, dtype: float32}
+theory: {points: 200}
+"""
+
+
+@pytest.fixture(scope="module")
+def lanczos(cube_from_yaml: Callable[[str], Path]) -> Path:
+    return cube_from_yaml(LANCZOS)
+
+
+def test_spectrum_of_a_lanczos_cube_draws_its_quadrature_density(lanczos: Path, tmp_path: Path) -> None:
+    cube = open_cube(lanczos)
+    (ax,) = plots.spectrum(cube, c=2.0, loss="logistic", signal=2.0, mp_fit=True).axes
+    point = cube.sel(c=2.0, loss="logistic", signal=2.0).load()
+    assert by_gid(ax, "histogram") == []
+    (curve,) = by_gid(ax, "mc-density")
+    assert np.array_equal(curve.get_xdata(), point["density_x"].values)
+    np.testing.assert_allclose(curve.get_ydata(), point["mc_density"].mean("trial").values, rtol=1e-12)
+    assert by_gid(ax, "theory-density") and by_gid(ax, "atom") and by_gid(ax, "mp-fit")
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    # The Monte Carlo mass at 0 is the quadrature's, the mean of the trials' mc_atom_zero.
+    share = point["mc_atom_zero"].mean().item()
+    assert any(text.startswith("atom at 0: 0.5 (MC ") and f"{share:.3g})" in text for text in legend)
+    assert "quadrature of 320 nodes from 2 trials" in ax.get_title()
+    # The bulk, the atom and the spike are in view.
+    low, high = ax.get_xlim()
+    assert low < 0.0 and high > np.nanmax(point["spike"].values) > point["edge_right"].item()
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["spectrum", "--sel", "c=2", "loss=logistic", "signal=2", "--mp-fit"],
+        ["spectrum", "--sel", "c=0.5", "loss=exponential", "signal=0"],
+        ["phase-diagram"],
+        ["alignment", "--loss", "logistic", "--c", "0.5"],
+    ],
+    ids=["spectrum", "spectrum unbounded", "phase-diagram", "alignment"],
+)
+def test_plot_command_draws_a_lanczos_cube(
+    arguments: list[str], lanczos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "figure.png"
+    assert main(["plot", str(lanczos), *arguments, "-o", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert_image(out)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["spectrum", "--sel", "c=1", "loss=logistic", "signal=2"], "--sel c=1: not a value of c"),
+        (["spectrum", "--sel", "c=2", "loss=logistic", "signal=2", "--bins", "0"], "--bins 0: must"),
+        (["alignment", "--loss", "square", "--c", "0.5"], "--loss square: not a loss"),
+    ],
+)
+def test_bad_plot_of_a_lanczos_cube_is_exit_2(
+    arguments: list[str], message: str, lanczos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plot", str(lanczos), *arguments, "-o", str(tmp_path / "figure.png")]) == 2
+    captured = capsys.readouterr()
+    assert only_line(captured.err).startswith(f"hessweep: {message}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_phase_diagram_of_a_lanczos_cube_colours_the_ritz_extremes(lanczos: Path) -> None:
+    cube = open_cube(lanczos)
+    # The left gap: at c = 2 from the smallest quadrature node beyond the atom at 0.
+    logistic, _ = panels(plots.phase_diagram(cube, var="gap", side="left"))
+    (mesh,) = by_gid(logistic, "heatmap")
+    expected = analysis.extreme_gap(cube, "left").sel(loss="logistic").mean("trial")
+    np.testing.assert_allclose(mesh.get_array().reshape(2, 2), expected.transpose("signal", "c").values)
+    (ax,) = plots.alignment(cube, loss="logistic", c=2.0).axes
+    curve = analysis.alignment_curve(cube, "logistic", 2.0)
+    (mc,) = [a for a in by_gid(ax, "mc") if isinstance(a, Line2D) and a.get_marker() == "o"]
+    np.testing.assert_allclose(mc.get_ydata(), curve["mc_mean"].values)
