@@ -7,7 +7,8 @@ for the support, the continuation in ``Im z`` and the spike scan use a compresse
 :meth:`~pipeline.theory.law.CurvatureLaw.compressed`), which makes their many evaluations cheap;
 the density, the edges and the spikes are then solved on the full quadrature (the density by
 Newton steps from the compressed solution), so that the compression only costs iterations, not
-accuracy.
+accuracy.  The bulk equation takes the full quadrature's marginal law of ``g`` with equal values
+merged (exact); ``Λ`` in the spike equation takes the joint law of ``(u, g)``.
 """
 
 from __future__ import annotations
@@ -172,13 +173,15 @@ class _Setup:
         c = scenario.c
         geo = geometry(scenario)
         law = curvature_law(scenario, geo)
-        nonzero = law.g != 0.0
-        if not nonzero.any():
+        values, mass = law.marginal()
+        if values.size == 0:
             return None
         t = np.asarray(scenario.covariance.eigenvalues)
         pi = np.asarray(scenario.covariance.weights)
         atom_zero = max(0.0, 1.0 - (1.0 - law.zero_mass) / c)
-        fine = BulkEquation(c, t, pi, law.g[nonzero], law.weight[nonzero], np.zeros(nonzero.sum()), atom_zero)
+        # The bulk equation sees g's marginal law only: equal values merged (halves the work for
+        # the symmetric laws of the logistic and exponential losses).
+        fine = BulkEquation(c, t, pi, values, mass, np.zeros(values.size), atom_zero)
         centre, width, piece_mass = law.compressed(_SEARCH_PIECES)
         coarse = BulkEquation(c, t, pi, centre, piece_mass, width, atom_zero)
         lower_bounded, upper_bounded = scenario.curvature_bounds

@@ -128,6 +128,17 @@ class CurvatureLaw:
         index = min(int(np.searchsorted(cumulative, level)), len(order) - 1)
         return float(self.g[order][index])
 
+    def marginal(self) -> tuple[np.ndarray, np.ndarray]:
+        """The law of ``g`` alone without its mass at 0: distinct values, ascending, and their masses.
+
+        Nodes with the same ``g`` are one atom of ν with the summed weight, exactly: ``F(δ)`` and
+        everything else the bulk equation needs depend on ``g``'s marginal law only.  (Symmetric
+        grids make such pairs: the exponential loss gives ``g(y = 1, h) = g(y = −1, −h)``, the
+        logistic loss ``g(h) = g(−h)``.)  The joint law of ``(u, g)``, which ``Λ`` needs, is not
+        merged.
+        """
+        return _merged(self.g, self.weight)
+
     def compressed(self, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A law of ``g`` with at most ``bins`` pieces and no mass at 0: ``(centre, width, mass)``.
 
@@ -140,10 +151,7 @@ class CurvatureLaw:
         continuous ν stays continuous: atoms would split the far tail of an unbounded spectrum
         into spurious little bulks.
         """
-        nonzero = self.g != 0.0
-        g, weight = self.g[nonzero], self.weight[nonzero]
-        values, inverse = np.unique(g, return_inverse=True)
-        mass = np.bincount(inverse, weights=weight)
+        values, mass = _merged(self.g, self.weight)
         if values.size <= _DISCRETE_VALUES:
             return values, np.zeros_like(values), mass
         scale = float(np.average(np.abs(values), weights=mass))
@@ -159,6 +167,13 @@ class CurvatureLaw:
         inner = 0.5 * (values[ends[:-1]] + values[starts[1:]])
         boundaries = np.concatenate([[values[0]], inner, [values[-1]]])
         return 0.5 * (boundaries[1:] + boundaries[:-1]), np.diff(boundaries), group_mass
+
+
+def _merged(g: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct nonzero values of ``g``, ascending, and their summed weights."""
+    nonzero = g != 0.0
+    values, inverse = np.unique(g[nonzero], return_inverse=True)
+    return values, np.bincount(inverse, weights=weight[nonzero])
 
 
 def _axis_nodes(scale: float, rank: int) -> tuple[np.ndarray, np.ndarray]:
