@@ -167,8 +167,10 @@ class BulkEquation:
     width: np.ndarray
     atom_zero: float
     _poles: np.ndarray = field(init=False, repr=False)
-    # g^k × weight for k = 1, 2, 3: the weights of the atomic moments.
+    # g^k × weight for k = 1, 2, 3: the weights of the atomic moments, real and (for complex δ, so
+    # that a matrix product never converts them again) complex.
     _weighted: tuple[np.ndarray, ...] = field(init=False, repr=False)
+    _weighted_complex: tuple[np.ndarray, ...] = field(init=False, repr=False)
 
     @property
     def hard_edge(self) -> bool:
@@ -178,7 +180,9 @@ class BulkEquation:
     def __post_init__(self) -> None:
         ends = np.concatenate([self.g - 0.5 * self.width, self.g + 0.5 * self.width])
         object.__setattr__(self, "_poles", np.unique(-1.0 / ends[ends != 0]))
-        object.__setattr__(self, "_weighted", tuple(self.g**k * self.weight for k in (1, 2, 3)))
+        weighted = tuple(self.g**k * self.weight for k in (1, 2, 3))
+        object.__setattr__(self, "_weighted", weighted)
+        object.__setattr__(self, "_weighted_complex", tuple(w.astype(complex) for w in weighted))
 
     def same_branch(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
         """Whether real ``new`` lies between the same poles ``δ = -1/g_k`` of ``F`` as ``old``.
@@ -212,12 +216,13 @@ class BulkEquation:
             inverse = np.multiply.outer(delta, self.g)
             inverse += 1.0
             np.reciprocal(inverse, out=inverse)
-            result = [inverse @ self._weighted[0].astype(inverse.dtype, copy=False)]
+            weighted = self._weighted_complex if np.iscomplexobj(inverse) else self._weighted
+            result = [inverse @ weighted[0]]
             if orders > 1:
                 power = inverse.copy() if orders > 2 else inverse
                 for k in range(1, orders):
                     power *= inverse
-                    result.append(power @ self._weighted[k].astype(power.dtype, copy=False))
+                    result.append(power @ weighted[k])
             return result
         if orders > 2:
             raise ValueError("third moments are only needed, and only given, for atomic laws")
