@@ -612,9 +612,8 @@ def write_batches_task(
 
 
 def _draw_flops(spec: SweepSpec, i_c: int) -> float:
-    """Rough flops of one draw analysed under every loss: the rank-n update and the reduction."""
-    p, n = spec.p, max(1, round(spec.p / spec.grid.c[i_c]))
-    return spec.shape[1] * (n * p**2 + 4.0 / 3.0 * p**3)
+    """Rough flops of one draw analysed under every loss (:meth:`SweepSpec.draw_flops`)."""
+    return spec.shape[1] * spec.draw_flops(i_c)
 
 
 def write_task(

@@ -498,8 +498,10 @@ def _template(spec: SweepSpec) -> xr.Dataset:
     variables = {}
     for name, (dims, dtype) in _variables(spec).items():
         shape = tuple(sizes[dim] for dim in dims)
-        chunks = tuple(min(c, s) if s else 0 for c, s in zip(_chunks(spec, dims), shape, strict=True))
-        array = da.full(shape, _fill(dtype), dtype=dtype, chunks=chunks)
+        # One dask chunk per variable: nothing is computed (to_zarr(compute=False)), and a graph of
+        # one chunk per cell costs seconds to build for a sweep of 1000 cells.  The Zarr chunks
+        # (one per cell) come from the encoding.
+        array = da.full(shape, _fill(dtype), dtype=dtype, chunks=-1)
         variables[name] = xr.Variable(dims, array, attrs={"description": _DESCRIPTIONS[name]})
     return xr.Dataset(variables, coords=coords, attrs=_attrs(spec))
 

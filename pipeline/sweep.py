@@ -314,15 +314,14 @@ class SweepSpec:
         """
         n_c, n_loss, n_signal, trials = self.shape
         p, options = self.p, self.montecarlo
+        per_loss = sum(self.draw_flops(i_c) for i_c in range(n_c))
         samples = [round(p / c) for c in self.grid.c]
         if options.method == "dense":
-            per_loss = sum(n * p**2 + 4 * p**3 / 3 for n in samples)
             memory = max(8 * (n * p + p**2) for n in samples)
         else:
-            d = options.probes * options.steps
-            per_loss = sum(4 * n * p * d + 4 * p * d**2 for n in samples)
             held = [n * p * np.dtype(options.dtype).itemsize for n in samples]
-            memory = max(x if x <= options.memory_gb * 1e9 else 0 for x in held) + 8 * p * d
+            krylov = 8 * p * options.probes * options.steps
+            memory = max(x if x <= options.memory_gb * 1e9 else 0 for x in held) + krylov
         return {
             "points": n_c * n_loss * n_signal,
             "theory_solves": n_c * n_loss * n_signal,
@@ -331,6 +330,18 @@ class SweepSpec:
             "monte_carlo_flops": round(per_loss * n_signal * trials * n_loss),
             "monte_carlo_bytes": int(memory),
         }
+
+    def draw_flops(self, i_c: int) -> float:
+        """Rough flops of one Monte Carlo draw at ``c[i_c]`` analysed under one loss.
+
+        ``dense``: ``n p² + (4/3) p³``; ``lanczos``: ``4 n p d + 4 p d²`` with ``d = probes × steps``
+        (see :meth:`work_estimate`).
+        """
+        p, n, options = self.p, round(self.p / self.grid.c[i_c]), self.montecarlo
+        if options.method == "dense":
+            return n * p**2 + 4 * p**3 / 3
+        d = options.probes * options.steps
+        return 4 * n * p * d + 4 * p * d**2
 
     # -- comparison ----------------------------------------------------------------------------
 

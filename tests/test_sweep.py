@@ -116,7 +116,19 @@ def test_work_estimate() -> None:
         "monte_carlo_draws": 3 * 7 * 4,
         "losses_per_draw": 2,
         "monte_carlo_flops": round(per_draw_and_loss * 7 * 4 * 2),
+        "monte_carlo_bytes": 8 * (1600 * p + p**2),  # X and H at c = 0.25
     }
+    lanczos = parse_sweep(
+        "name: big\np: 20000\ngrid: {c: [0.5, 2.0], loss: [square], signal: [1.0]}\n"
+        "montecarlo: {method: lanczos, probes: 8, steps: 80, dtype: float32, memory_gb: 4}"
+    )
+    d = 8 * 80
+    work = lanczos.work_estimate()
+    assert work["monte_carlo_flops"] == round(
+        sum(4 * n * 20000 * d + 4 * 20000 * d**2 for n in (40000, 10000))
+    )
+    # X at c = 0.5 (3.2 GB) is held within the 4 GB budget; plus the Krylov basis.
+    assert work["monte_carlo_bytes"] == 40000 * 20000 * 4 + 8 * 20000 * d
 
 
 # ----------------------------------------------------------------------------------------------
