@@ -42,7 +42,7 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import brentq, minimize
 
-from pipeline.lanczos import _ZERO_TOLERANCE as _LANCZOS_ZERO_TOLERANCE
+from pipeline.lanczos import ZERO_TOLERANCE as LANCZOS_ZERO_TOLERANCE
 from pipeline.scenario import TARGETS
 from pipeline.sweep import SweepSpec
 from pipeline.theory import solve, spike_margin
@@ -164,7 +164,7 @@ def mc_method(ds: xr.Dataset) -> str:
 def _zero_tolerance(ds: xr.Dataset) -> float:
     """Relative distance to 0 (of ``max|θ|``) within which a lanczos cube's Ritz value is the atom at 0:
     the tolerance :mod:`pipeline.lanczos` used for ``mc_atom_zero``, by the sweep's data type."""
-    return _LANCZOS_ZERO_TOLERANCE[cube_spec(ds).montecarlo.dtype]
+    return LANCZOS_ZERO_TOLERANCE[cube_spec(ds).montecarlo.dtype]
 
 
 def _atom_count(ds: xr.Dataset) -> xr.DataArray:

@@ -51,7 +51,7 @@ from threadpoolctl import ThreadpoolController
 from pipeline.montecarlo import SeedLike, _alignments, _check_compatible, _project, _seed_sequence
 from pipeline.scenario import Scenario
 
-__all__ = ["DTYPES", "FeatureBlocks", "LanczosResult", "analyse", "draw", "sample"]
+__all__ = ["DTYPES", "ZERO_TOLERANCE", "FeatureBlocks", "LanczosResult", "analyse", "draw", "sample"]
 
 #: Data types the features can be held in.
 DTYPES = ("float64", "float32")
@@ -65,9 +65,9 @@ _PRODUCT_BYTES = 8 * 2**20
 # Partial sums of a product, one per lane, added in lane order: the result is independent of the
 # number of threads (at most this many) that compute them.
 _LANES = 8
-# A Ritz value within this fraction of max|θ| of 0 is a zero eigenvalue (an atom), not a sign: the
-# rounding of one product in the data type, amplified by the recurrence, stays far below it.
-_ZERO_TOLERANCE = {"float64": 1e-11, "float32": 1e-5}
+#: Per data type, the fraction of max|θ| within which a Ritz value is a zero eigenvalue (an atom), not
+#: a sign: the rounding of one product in that type, amplified by the recurrence, stays far below it.
+ZERO_TOLERANCE = {"float64": 1e-11, "float32": 1e-5}
 # The recurrence stops when a new block is this close to rank-deficient (relative to max|θ| so far):
 # the Krylov space is then invariant and its Ritz values are eigenvalues.
 _BREAKDOWN = 1e-10
@@ -407,7 +407,7 @@ def analyse(
     ritz, vectors, residuals, steps_done = _block_lanczos(product, np.linalg.qr(start)[0], steps)
     values, weights = ritz
     scale = float(np.max(np.abs(values)))
-    tolerance = _ZERO_TOLERANCE[features.dtype]
+    tolerance = ZERO_TOLERANCE[features.dtype]
     negative = float(weights[values < -tolerance * scale].sum())
     atom = float(weights[np.abs(values) <= tolerance * scale].sum())
 
