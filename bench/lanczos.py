@@ -51,7 +51,7 @@ from pipeline.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 # Logistic model and loss at w = w*, ‖w*‖ = 1, a mean μ ⊥ w* of norm 2: one spike on the right.
-PROBES = 8
+PROBES = 1
 STEPS = 80
 FULL_CASES = [(20_000, 0.5), (50_000, 2.0)]
 QUICK_CASES = [(3_000, 0.5), (6_000, 2.0)]
@@ -75,21 +75,21 @@ def kolmogorov(result: lanczos.LanczosResult, limit: theory.TheoryResult) -> flo
     return float(np.max(np.abs(result.cdf(points) - limit.cdf(points))))
 
 
-def run_case(p: int, c: float, steps: int) -> dict[str, Any]:
+def run_case(p: int, c: float, steps: int, probes: int) -> dict[str, Any]:
     """One case, in this (child) process."""
     point = scenario(c)
     seed = (0, 1, 2, 0)
     start = time.perf_counter()
     features = lanczos.draw(point, p, seed, dtype="float32")
     drawn = time.perf_counter()
-    result = lanczos.analyse(features, point, seed, probes=PROBES, steps=steps)
+    result = lanczos.analyse(features, point, seed, probes=probes, steps=steps)
     analysed = time.perf_counter()
     limit = theory.solve(point)
     solved = time.perf_counter()
 
     curvature = point.curvature(features.y, features.h)
     product = lanczos._Product(features, curvature, lanczos._threads())
-    block = np.linalg.qr(np.random.default_rng(0).standard_normal((p, PROBES)))[0]
+    block = np.linalg.qr(np.random.default_rng(0).standard_normal((p, probes)))[0]
     products = []
     for _ in range(3):
         begin = time.perf_counter()
@@ -103,7 +103,7 @@ def run_case(p: int, c: float, steps: int) -> dict[str, Any]:
         "c": c,
         "n": features.n,
         "steps": result.steps_done,
-        "probes": PROBES,
+        "probes": probes,
         "threads": lanczos._threads(),
         "draw_s": drawn - start,
         "analyse_s": analysed - drawn,
@@ -141,8 +141,8 @@ def extrapolate(times: dict[int, float], p: int) -> float:
 
 
 def child(case: str) -> None:
-    p, c, steps = case.split(",")
-    print(json.dumps(run_case(int(p), float(c), int(steps))))
+    p, c, steps, probes = case.split(",")
+    print(json.dumps(run_case(int(p), float(c), int(steps), int(probes))))
 
 
 def report(results: dict[str, Any]) -> str:
@@ -155,9 +155,10 @@ def report(results: dict[str, Any]) -> str:
         "### Matrix-free Monte Carlo (`method: lanczos`) at large p",
         "",
         f"Logistic model and loss, w = w*, ‖w*‖ = 1, μ ⊥ w*, ‖μ‖ = 2 (one spike); X in float32, "
-        f"{PROBES} probes; one child process per case, BLAS and the product threads at "
-        f"{results['cases'][0]['threads']}. `floor` = steps × one block product Xᵀ(g·(XV))/n (median "
-        "of 3): the memory traffic no Krylov method avoids. KS: sup |F_quadrature − F_theory|. Dense: "
+        f"{results['cases'][0]['probes']} probes; one child process per case, BLAS and the product "
+        f"threads at {results['cases'][0]['threads']}. `floor` = steps × one block product "
+        "Xᵀ(g·(XV))/n (median of 3): the memory traffic no Krylov method avoids. "
+        "KS: sup |F_quadrature − F_theory|. Dense: "
         "`montecarlo.sample` (float64, all eigenvalues) timed at p = "
         f"{', '.join(map(str, results['dense_sizes']))} and extrapolated as p³ from the largest; its "
         "memory is X (float64) + H.",
@@ -186,6 +187,8 @@ def report(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = run_parser(__doc__, "smoke run with small sizes", "unused")
+    parser.add_argument("--probes", type=int, default=PROBES, help=f"Lanczos block size (default {PROBES})")
+    parser.add_argument("--steps", type=int, help=f"Lanczos steps (default {STEPS}, quick {QUICK_STEPS})")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -193,7 +196,7 @@ def main() -> None:
         return
     started = time.perf_counter()
     cases = QUICK_CASES if args.quick else FULL_CASES
-    steps = QUICK_STEPS if args.quick else STEPS
+    steps = args.steps or (QUICK_STEPS if args.quick else STEPS)
     sizes = QUICK_DENSE_SIZES if args.quick else DENSE_SIZES
     results: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
@@ -210,7 +213,7 @@ def main() -> None:
     for index, (p, c) in enumerate(cases):
 
         def run(p: int = p, c: float = c) -> dict[str, Any]:
-            command = [sys.executable, __file__, "--case", f"{p},{c},{steps}"]
+            command = [sys.executable, __file__, "--case", f"{p},{c},{steps},{args.probes}"]
             done = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
             return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -20,18 +20,20 @@ diagonalising it (``p³``) is out of reach; multiplying by it is not.  This modu
     an isolated eigenvalue (a spike) converges geometrically in ``steps``.  Each comes with its
     residual ``‖Hu − θu‖``, read off the recurrence, relative to ``max|θ|``.
 
-  One Krylov space serves both: a second, single-vector Lanczos for the extremes (ARPACK's ``eigsh``)
-  would read ``X`` from memory twice for every product, where the block recurrence reads it once
-  for ``probes`` vectors.
+  One Krylov space serves both: a second Lanczos run for the extremes (ARPACK's ``eigsh`` on a
+  ``LinearOperator``) would repeat the products, which are the whole cost.
 
-* Products are made a row block at a time: ``u = X_B V`` then ``Xᵀ_B (g_B u)``, each block of a few
-  megabytes read from memory once and reused from cache.  Partial sums go to a fixed number of lanes
-  (:data:`_LANES`) summed in a fixed order, so the result does not depend on the thread count.
+* Products are made a generation block at a time: ``u = X_B V`` then ``Xᵀ_B (g_B u)``, one
+  ``gemv`` per vector for a few vectors (memory-bound: at the memory's speed), ``gemm`` for more.
+  Partial sums go to a fixed number of lanes (:data:`_LANES`) summed in a fixed order, so the
+  product does not depend on the thread count.
 
 The resolution of the quadrature's distribution function is about ``1/steps`` (its error at ``x`` is
 bounded by the Christoffel weight of the nodes near ``x``); the probes' sampling error is
-``O(1/√(probes·p))``.  The defaults (8 probes, 80 steps) keep both below 0.015 in Kolmogorov distance
-(``tests/test_lanczos.py``).
+``O(1/√(probes·p))``.  With the default 80 steps the first is about 0.01 in Kolmogorov distance
+(``tests/test_lanczos.py``, ``bench/lanczos.py``); the default 4 probes keep the second at about
+0.01 from p ≈ 2000 on.  At large p one or two probes are enough, and cheaper: fewer than 4 vectors
+go through memory-bound ``gemv`` products (see :class:`_Product`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from scipy.linalg import blas, eigh
+from scipy.linalg import eigh
 from threadpoolctl import ThreadpoolController
 
 from pipeline.montecarlo import SeedLike, _alignments, _check_compatible, _project, _seed_sequence
@@ -58,10 +60,8 @@ DTYPES = ("float64", "float32")
 # Bytes of one generation block of X: large enough that the generators run at full speed, small
 # enough that two threads share the work evenly.  Fixed, so the draw does not depend on the machine.
 _GENERATION_BYTES = 32 * 2**20
-# Bytes of the row blocks a product works on: read from memory once, then again from cache (L3).
-# The accumulator (p × probes) is read and written once per block too, so a block must have many
-# more rows than 2·probes for X to dominate the traffic: 8 MB is 40 rows at p = 50 000 in float32.
-_PRODUCT_BYTES = 8 * 2**20
+# From this many vectors on, a product uses matrix products rather than one gemv per vector.
+_GEMM_PROBES = 4
 # Partial sums of a product, one per lane, added in lane order: the result is independent of the
 # number of threads (at most this many) that compute them.
 _LANES = 8
@@ -230,7 +230,7 @@ def sample(
     seed: SeedLike,
     *,
     k: int = 2,
-    probes: int = 8,
+    probes: int = 4,
     steps: int = 80,
     dtype: str = "float64",
     memory: float = 16 * 2**30,
@@ -249,7 +249,7 @@ def sample(
         Entropy of the draw and of the probes.
     k : int, default 2
         Extreme Ritz pairs kept on each side.
-    probes, steps : int, default 8 and 80
+    probes, steps : int, default 4 and 80
         Block size and number of steps of the Lanczos recurrence; ``probes·steps < p``.
     dtype : {"float64", "float32"}
         Data type of the features and of the products.
@@ -356,7 +356,7 @@ def analyse(
     seed: SeedLike,
     *,
     k: int = 2,
-    probes: int = 8,
+    probes: int = 4,
     steps: int = 80,
 ) -> LanczosResult:
     """Block Lanczos on ``H = XᵀDX/n`` under a scenario's loss: quadrature and extreme Ritz pairs.
@@ -370,8 +370,8 @@ def analyse(
     seed : int, sequence of int or numpy.random.SeedSequence
         The draw's seed: the probes come from it (``spawn_key=(…, 1)``), the same for every loss.
     k : int, default 2
-        Extreme Ritz pairs kept on each side, ``0 <= k <= probes``.
-    probes, steps : int, default 8 and 80
+        Extreme Ritz pairs kept on each side, ``0 <= k <= probes·steps``.
+    probes, steps : int, default 4 and 80
         Block size and steps, ``probes >= 1``, ``steps >= 1``, ``probes·steps < p``.
 
     Returns
@@ -487,33 +487,39 @@ def _map_threads(
 
 
 class _Product:
-    """``V ↦ Xᵀ diag(g) X V / n`` made block by block, lane by lane; float64 in and out."""
+    """``V ↦ Xᵀ diag(g) X V / n`` made a generation block at a time, lane by lane; float64 in and out.
+
+    With fewer than :data:`_GEMM_PROBES` vectors, one matrix-vector product per vector and pass
+    (BLAS ``gemv``, memory-bound: X is read at the memory's speed); with more, one matrix product
+    per pass (``gemm``).  OpenBLAS's ``gemm`` with a handful of columns runs far below both the
+    memory's and the cores' speed: measured on 2 cores at p = 20 000, one pass over 400 MB of
+    float32 X took 0.065 s for 1 vector (gemv), 0.19 s for 2 and 0.16 s for 8 vectors (gemm).
+    Row blocks smaller than a generation block (cache-sized, for the second pass) were slower.
+    """
 
     def __init__(self, features: FeatureBlocks, curvature: np.ndarray, threads: int) -> None:
         self.features = features
         self.threads = threads
-        dtype = np.dtype(features.dtype)
-        self.scaled_curvature = (curvature / features.n).astype(dtype)
-        self.dtype = dtype
-        self.rows = max(1, _PRODUCT_BYTES // (features.p * dtype.itemsize))
-        self.gemm = blas.get_blas_funcs("gemm", dtype=dtype)
+        self.dtype = np.dtype(features.dtype)
+        self.scaled_curvature = (curvature / features.n).astype(self.dtype)
 
     def __call__(self, vectors: np.ndarray) -> np.ndarray:
         features = self.features
-        right = np.ascontiguousarray(vectors, dtype=self.dtype)
+        # Fortran order: each vector is contiguous (the gemv path takes them one at a time).
+        right = np.asfortranarray(vectors, dtype=self.dtype)
+        columns = right.shape[1]
 
         def lane(index: int) -> np.ndarray:
-            # Fortran order: gemm accumulates into it in place (beta = 1), no temporary.
-            total = np.zeros((features.p, right.shape[1]), dtype=self.dtype, order="F")
+            total = np.zeros((features.p, columns), dtype=self.dtype, order="F")
             for j in range(index, features.block_count, _LANES):
                 block = features.block(j)
-                first = features._starts[j]
-                for start in range(0, block.shape[0], self.rows):
-                    rows = block[start : start + self.rows]
-                    inner = rows @ right
-                    inner *= self.scaled_curvature[first + start : first + start + rows.shape[0], None]
-                    # rows is C-ordered (r, p): rows.T is the Fortran (p, r) matrix, no copy.
-                    total = self.gemm(1.0, rows.T, inner, beta=1.0, c=total, overwrite_c=1)
+                start = features._starts[j]
+                weights = self.scaled_curvature[start : start + block.shape[0]]
+                if columns < _GEMM_PROBES:
+                    for column in range(columns):
+                        total[:, column] += block.T @ (weights * (block @ right[:, column]))
+                else:
+                    total += block.T @ (weights[:, None] * (block @ right))
             return total
 
         with _one_blas_thread():

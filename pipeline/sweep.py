@@ -110,7 +110,7 @@ class MonteCarloOptions:
 
     k: int = 2
     method: str = "dense"
-    probes: int = 8
+    probes: int = 4
     steps: int = 80
     dtype: str = "float64"
     memory_gb: float = 16.0
@@ -773,7 +773,7 @@ def _montecarlo(value: Any, p: int) -> MonteCarloOptions:
         if k > p:
             raise SweepError("montecarlo.k", f"must be <= p = {p}")
         return MonteCarloOptions(k=k)
-    probes = _integer(options.get("probes", 8), "montecarlo.probes", minimum=1)
+    probes = _integer(options.get("probes", 4), "montecarlo.probes", minimum=1)
     steps = _integer(options.get("steps", 80), "montecarlo.steps", minimum=1)
     if probes * steps >= p:
         reason = f"probes × steps = {probes * steps} must be < p = {p} (at this size use method: dense)"
