@@ -49,3 +49,23 @@ def cube_from_yaml(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], 
         return built[text]
 
     return make
+
+
+# Matrix-free Monte Carlo (montecarlo.method: lanczos): a quadrature of 4 × 40 = 160 nodes a trial
+# and the extreme Ritz values, no eigenvalues.  c = 2 has the atom at 0.
+LANCZOS_SWEEP = """
+name: lz
+p: 1200
+trials: 2
+model: logistic
+grid: {c: [0.5, 2.0], loss: [logistic, exponential], signal: [0.0, 2.0]}
+fixed: {w_star: {norm: 1.0}, w: w_star, mu: {angle: 90}}
+montecarlo: {method: lanczos, probes: 4, steps: 40, dtype: float32}
+theory: {points: 200}
+"""
+
+
+@pytest.fixture(scope="session")
+def lanczos_cube(cube_from_yaml: Callable[[str], Path]) -> Path:
+    """The cube of :data:`LANCZOS_SWEEP` (built once per session, for the analysis and plot tests)."""
+    return cube_from_yaml(LANCZOS_SWEEP)

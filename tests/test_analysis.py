@@ -99,19 +99,6 @@ grid: {c: [2.0], loss: [square], signal: [0.0, 3.0]}
 signal: mu.norm
 fixed: {w: zero}
 """
-# Matrix-free Monte Carlo (montecarlo.method: lanczos): a quadrature of 4 × 40 = 160 nodes a trial
-# and the extreme Ritz values, no eigenvalues.  c = 2 has the atom at 0.  The same text as
-# tests/test_plots.py's LANCZOS: the session's cube cache builds it once.
-LANCZOS = """
-name: lz
-p: 1200
-trials: 2
-model: logistic
-grid: {c: [0.5, 2.0], loss: [logistic, exponential], signal: [0.0, 2.0]}
-fixed: {w_star: {norm: 1.0}, w: w_star, mu: {angle: 90}}
-montecarlo: {method: lanczos, probes: 4, steps: 40, dtype: float32}
-theory: {points: 200}
-"""
 # The same sweep, dense, at the second signal only (the dense eigensolver is the slow part).
 LANCZOS_AS_DENSE = """
 name: lz_dense
@@ -148,8 +135,8 @@ def square_mc(cube_from_yaml: CubeFactory):
 
 
 @pytest.fixture(scope="module")
-def lanczos(cube_from_yaml: CubeFactory):
-    return open_cube(cube_from_yaml(LANCZOS)).load()
+def lanczos(lanczos_cube: Path):
+    return open_cube(lanczos_cube).load()
 
 
 @pytest.fixture(scope="module")

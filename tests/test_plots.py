@@ -411,22 +411,10 @@ def test_plots_never_load_pyplot() -> None:
 # Lanczos cubes: the same figures from the quadrature and the extreme Ritz values
 # ----------------------------------------------------------------------------------------------
 
-# The same text as tests/test_analysis.py's LANCZOS: the session's cube cache builds it once.
-LANCZOS = """
-name: lz
-p: 1200
-trials: 2
-model: logistic
-grid: {c: [0.5, 2.0], loss: [logistic, exponential], signal: [0.0, 2.0]}
-fixed: {w_star: {norm: 1.0}, w: w_star, mu: {angle: 90}}
-montecarlo: {method: lanczos, probes: 4, steps: 40, dtype: float32}
-theory: {points: 200}
-"""
-
 
 @pytest.fixture(scope="module")
-def lanczos(cube_from_yaml: Callable[[str], Path]) -> Path:
-    return cube_from_yaml(LANCZOS)
+def lanczos(lanczos_cube: Path) -> Path:
+    return lanczos_cube
 
 
 def test_spectrum_of_a_lanczos_cube_draws_its_quadrature_density(lanczos: Path, tmp_path: Path) -> None:
