@@ -25,12 +25,11 @@ bit-identical only for a fixed BLAS thread count, so pinning is what makes a swe
 on two, or on a cluster give the same cube.  Local workers start with :data:`WORKER_ENVIRONMENT`;
 workers of an external scheduler (``dask worker``, whose nanny sets the same variables by default,
 but not with ``--no-nanny`` or another ``distributed.nanny.pre-spawn-environ``) are pinned when
-they join, by a worker plugin that sets OpenBLAS's thread count (:func:`pin_blas_threads`).
+they join, by a worker plugin that sets BLAS's thread count (:func:`pin_blas_threads`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import socket
@@ -46,6 +45,7 @@ from dask.base import tokenize
 from distributed import Client, Future, LocalCluster, as_completed
 from distributed import progress as progress_bar
 from distributed.diagnostics.plugin import WorkerPlugin
+from threadpoolctl import ThreadpoolController
 
 from pipeline import lanczos, montecarlo, store, theory
 from pipeline.lanczos import LanczosResult
@@ -65,11 +65,6 @@ WORKER_ENVIRONMENT = {
     "VECLIB_MAXIMUM_THREADS": "1",
     "NUMEXPR_NUM_THREADS": "1",
 }
-# OpenBLAS's thread-count setter under the names that its builds export: plain, and with the
-# prefix and 64-bit-integer suffixes of the libraries bundled in numpy's and scipy's wheels.
-_OPENBLAS_SETTERS = tuple(
-    f"{prefix}openblas_set_num_threads{suffix}" for prefix in ("", "scipy_") for suffix in ("", "64_", "_64")
-)
 # The writers run first among the ready tasks, so that cells are finished (and survive an
 # interrupted run) one after another rather than all at the end.
 _WRITER_PRIORITY = 10
@@ -277,11 +272,11 @@ def _client(workers: int | None, scheduler: str | None, dashboard_address: str) 
 
 
 def pin_blas_threads() -> list[str]:
-    """Set every OpenBLAS loaded in this process (numpy's and scipy's, loaded first) to one thread.
+    """Set every BLAS (and OpenMP) pool of this process (numpy's and scipy's, loaded first) to one thread.
 
     For a process whose environment did not pin BLAS before numpy loaded (see
-    :data:`WORKER_ENVIRONMENT`).  Libraries are found in ``/proc/self/maps``, so on Linux only;
-    other BLAS (MKL, BLIS, Accelerate) are left to the environment.
+    :data:`WORKER_ENVIRONMENT`), with threadpoolctl (OpenBLAS, MKL, BLIS).  The limit stays for the
+    life of the process.
 
     Returns
     -------
@@ -291,23 +286,11 @@ def pin_blas_threads() -> list[str]:
     import numpy  # noqa: F401  (loads numpy's BLAS)
     import scipy.linalg  # noqa: F401  (loads scipy's)
 
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as maps:
-            # Fields: address, permissions, offset, device, inode, then the mapped file's path.
-            mapped = {fields[5].strip() for line in maps if len(fields := line.split(maxsplit=5)) == 6}
-    except OSError:
-        return []
-    pinned = []
-    for path in sorted(mapped):
-        if "openblas" not in os.path.basename(path).lower():
-            continue
-        # RTLD_NOLOAD: a handle to the library already loaded, never a second copy.
-        library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
-        setter = next((getattr(library, name) for name in _OPENBLAS_SETTERS if hasattr(library, name)), None)
-        if setter is not None:
-            setter(1)
-            pinned.append(path)
-    return pinned
+    # Not used as a context manager: the limit is set now and never restored.  OpenMP pools too, as
+    # WORKER_ENVIRONMENT's OMP_NUM_THREADS would have.
+    controller = ThreadpoolController()
+    controller.limit(limits=1)
+    return sorted(info["filepath"] for info in controller.info())
 
 
 class _PinBlas(WorkerPlugin):
