@@ -112,11 +112,6 @@ class FeatureBlocks:
     _starts: tuple[int, ...]
     _blocks: tuple[np.ndarray, ...] | None
 
-    @property
-    def rows_per_block(self) -> int:
-        """Rows of one generation block (the last one may have fewer)."""
-        return self._starts[1] - self._starts[0] if len(self._starts) > 1 else self.n
-
     def block(self, index: int) -> np.ndarray:
         """Row block ``index`` of ``X`` (read-only), from memory or generated again."""
         if self._blocks is not None:
@@ -160,6 +155,8 @@ class LanczosResult:
         ``p/n`` when ``p > n``).
     steps_done : int
         Lanczos steps made (``steps`` unless the Krylov space became invariant first).
+    zero_tolerance : float
+        The ``tolerance`` above: :data:`ZERO_TOLERANCE` of the features' data type.
     """
 
     nodes: np.ndarray
