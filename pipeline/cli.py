@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success, 1 if a run recorded failed points, 2 for bad input.
+        0 on success, 1 if a run recorded failed points or verify found problems, 2 for bad input.
     """
     args = _parser().parse_args(argv)
     try:
@@ -118,6 +118,11 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--sel", nargs="+", default=[], metavar="DIM=VALUE", help="e.g. c=0.5 loss=logistic")
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.set_defaults(handler=_query)
+
+    verify = commands.add_parser("verify", help="check that every done point of a store is complete")
+    verify.add_argument("store", metavar="STORE")
+    verify.add_argument("--max", type=_positive, default=50, metavar="N", help="problems listed (default 50)")
+    verify.set_defaults(handler=_verify)
 
     validate = commands.add_parser("validate", help="check a sweep; print its points, tasks and work")
     validate.add_argument("sweep", metavar="SWEEP")
@@ -233,6 +238,21 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print(_status_text(args.store, summary))
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from pipeline import store
+
+    checked, problems = store.verify(args.store)
+    if not problems:
+        print(f"{args.store}: {checked} done points checked, no problems")
+        return 0
+    for line in problems[: args.max]:
+        print(line)
+    if len(problems) > args.max:
+        print(f"... and {len(problems) - args.max} more")
+    print(f"{args.store}: {len(problems)} problems ({checked} done points checked)")
+    return 1
 
 
 def _status_text(path: str, summary: Mapping[str, Any]) -> str:

@@ -81,6 +81,7 @@ __all__ = [
     "open_cube",
     "pending_cells",
     "summary",
+    "verify",
     "write_cell",
 ]
 
@@ -434,6 +435,121 @@ def summary(path: str | os.PathLike[str], *, max_errors: int = 20) -> dict[str, 
             for point, message in zip(failed_at, messages, strict=True)
         ],
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# Integrity
+# ----------------------------------------------------------------------------------------------
+
+
+def verify(path: str | os.PathLike[str]) -> tuple[int, list[str]]:
+    """Check every point of a cube against what its ``done`` and ``status`` promise.
+
+    A done point must have ``status`` done and no ``error``; its Monte Carlo result must be
+    complete (``dense``: ``p`` finite eigenvalues, ascending; ``lanczos``: finite ascending nodes
+    followed only by NaN padding, non-negative weights summing to 1, finite extreme Ritz values); and
+    its theory result must be there (finite, increasing abscissae, a finite non-negative density, a
+    finite mass, at least one bulk, edges that are not NaN).  A failed point must say why (``error``);
+    a point not done must not claim ``status`` done.
+
+    Reads the whole cube into memory, variable by variable.
+
+    Returns
+    -------
+    checked : int
+        The number of done points checked.
+    problems : list of str
+        One line per problem, naming the point, e.g.
+        ``c[0] = 0.5, loss = logistic, signal[2] = 1, trial 1: eigenvalues not ascending``.
+
+    Raises
+    ------
+    StoreError
+        If the store is missing or not a hessweep cube.
+    """
+    where = os.fspath(path)
+    attrs = _attributes(where)
+    group = _group(where)
+    method = attrs.get("montecarlo_method", "dense")
+    done = _array(group, "done")
+    status = _array(group, "status")
+    error = _array(group, "error")
+    axes = {name: _array(group, name).tolist() for name in ("c", "loss", "signal")}
+    problems: list[str] = []
+
+    def name(point: tuple[int, ...]) -> str:
+        i_c, i_loss, i_signal, trial = point
+        return (
+            f"c[{i_c}] = {axes['c'][i_c]:g}, loss = {axes['loss'][i_loss]}, "
+            f"signal[{i_signal}] = {axes['signal'][i_signal]:g}, trial {trial}"
+        )
+
+    def report(mask: np.ndarray, what: str) -> None:
+        for point in np.argwhere(mask):
+            problems.append(f"{name(tuple(int(i) for i in point))}: {what}")
+
+    report(done & (status != STATUS_DONE), "done, but its status is not done")
+    report(done & (error != ""), "done, but it has an error message")
+    report(~done & (status == STATUS_DONE), "status done, but not marked done")
+    report((status == STATUS_FAILED) & (error == ""), "failed without an error message")
+
+    for what, bad in _montecarlo_problems(group, method):
+        report(done & bad, what)
+    # Theory variables have no trial axis: a problem there is every done trial's problem.
+    for what, bad in _theory_problems(group):
+        report(done & bad[..., None], what)
+    return int(done.sum()), problems
+
+
+def _montecarlo_problems(group: zarr.Group, method: str) -> list[tuple[str, np.ndarray]]:
+    """(problem, mask over (c, loss, signal, trial)) for the Monte Carlo variables."""
+    if method == "dense":
+        eigenvalues = _array(group, "eigenvalues")
+        with np.errstate(invalid="ignore"):
+            descending = np.any(np.diff(eigenvalues, axis=-1) < 0, axis=-1)
+        return [
+            ("eigenvalues missing or not finite", ~np.all(np.isfinite(eigenvalues), axis=-1)),
+            ("eigenvalues not ascending", descending),
+        ]
+    nodes = _array(group, "mc_nodes")
+    weights = _array(group, "mc_weights")
+    present = ~np.isnan(nodes)
+    # NaN padding only after the last node: the present entries form a prefix.
+    padded_inside = np.any(~present[..., :-1] & present[..., 1:], axis=-1)
+    with np.errstate(invalid="ignore"):
+        descending = np.any(np.diff(nodes, axis=-1) < 0, axis=-1)
+        bad_weights = np.any(present & ~(weights >= 0), axis=-1)
+    total = np.where(present, weights, 0.0).sum(axis=-1)
+    return [
+        ("quadrature missing", ~present[..., 0]),
+        (
+            "quadrature nodes not finite, or NaN before the last node",
+            padded_inside | np.any(np.isinf(nodes), -1),
+        ),
+        ("quadrature nodes not ascending", descending),
+        ("quadrature weights negative or missing", bad_weights),
+        ("quadrature weights do not sum to 1", ~(np.abs(total - 1.0) <= 1e-9)),
+        ("extreme Ritz values not finite", ~np.all(np.isfinite(_array(group, "mc_extreme")), axis=-1)),
+    ]
+
+
+def _theory_problems(group: zarr.Group) -> list[tuple[str, np.ndarray]]:
+    """(problem, mask over (c, loss, signal)) for the theory variables."""
+    x = _array(group, "density_x")
+    density = _array(group, "density")
+    with np.errstate(invalid="ignore"):
+        unordered = ~np.all(np.diff(x, axis=-1) > 0, axis=-1)
+        negative = ~np.all(density >= 0, axis=-1)
+    return [
+        ("theory abscissae missing, not finite or not increasing", ~np.all(np.isfinite(x), -1) | unordered),
+        ("theory density missing, not finite or negative", ~np.all(np.isfinite(density), -1) | negative),
+        ("theory mass missing", ~np.isfinite(_array(group, "mass"))),
+        ("no bulk in the theory result", _array(group, "bulk_count") < 1),
+        (
+            "theory edges missing",
+            np.isnan(_array(group, "edge_left")) | np.isnan(_array(group, "edge_right")),
+        ),
+    ]
 
 
 # ----------------------------------------------------------------------------------------------

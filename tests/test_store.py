@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import random
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -460,3 +461,59 @@ def test_no_extreme_eigenvectors(tmp_path: Path) -> None:
     assert cube.sizes["k"] == 0
     assert cube["done"].isel(c=1, signal=0).values.all()
     assert pending_cells(path) == [cell for cell in all_cells(spec) if cell != (1, 0)]
+
+
+VERIFIED = """
+name: verified
+p: 30
+trials: 2
+model: logistic
+grid: {c: [0.5, 2.0], loss: [logistic, square], signal: [0.0, 1.0]}
+fixed: {w_star: {norm: 1.0}, w: w_star}
+theory: {points: 40}
+"""
+
+
+def test_verify_passes_complete_cubes_and_names_every_broken_point(
+    cube_from_yaml, lanczos_cube: Path, tmp_path: Path
+) -> None:
+    from pipeline import cli
+    from pipeline.store import verify
+
+    dense = tmp_path / "dense.zarr"
+    shutil.copytree(cube_from_yaml(VERIFIED), dense)
+    assert verify(dense) == (2 * 2 * 2 * 2, [])
+    assert verify(lanczos_cube) == (2 * 2 * 2 * 2, [])
+    assert cli.main(["verify", str(dense)]) == 0
+
+    group = zarr.open_group(dense, mode="r+")
+    eigenvalues = group["eigenvalues"]
+    row = eigenvalues[0, 1, 1, 0]
+    eigenvalues[0, 1, 1, 0] = row[::-1]  # c[0], loss square, signal[1], trial 0
+    group["density"][1, 0, 0, 3] = np.nan  # both trials of c[1], logistic, signal[0]
+    group["done"][1, 1, 1, 1] = False  # status still says done
+    group["status"][0, 0, 0, 1] = STATUS_FAILED  # failed, no message, and still marked done
+    checked, problems = verify(dense)
+    assert checked == 15
+    assert problems == [
+        "c[0] = 0.5, loss = logistic, signal[0] = 0, trial 1: done, but its status is not done",
+        "c[1] = 2, loss = square, signal[1] = 1, trial 1: status done, but not marked done",
+        "c[0] = 0.5, loss = logistic, signal[0] = 0, trial 1: failed without an error message",
+        "c[0] = 0.5, loss = square, signal[1] = 1, trial 0: eigenvalues not ascending",
+        "c[1] = 2, loss = logistic, signal[0] = 0, trial 0: theory density missing, not finite or negative",
+        "c[1] = 2, loss = logistic, signal[0] = 0, trial 1: theory density missing, not finite or negative",
+    ]
+    assert cli.main(["verify", str(dense), "--max", "2"]) == 1
+    assert cli.main(["verify", str(tmp_path / "absent.zarr")]) == 2
+
+    lanczos = tmp_path / "lanczos.zarr"
+    shutil.copytree(lanczos_cube, lanczos)
+    group = zarr.open_group(lanczos, mode="r+")
+    group["mc_weights"][0, 0, 0, 0, 5] = -0.1
+    group["mc_nodes"][1, 1, 1, 1, 3] = np.nan
+    assert [line.split(": ", 1)[1] for line in verify(lanczos)[1]] == [
+        "quadrature nodes not finite, or NaN before the last node",
+        "quadrature weights negative or missing",
+        "quadrature weights do not sum to 1",
+        "quadrature weights do not sum to 1",
+    ]
