@@ -182,7 +182,8 @@ def run_sweep(
     Raises
     ------
     StoreError
-        If the store exists but was made by another sweep (naming what differs) or is not a store.
+        If the store exists but was made by another sweep (naming what differs) or is not a store,
+        or if another run holds its lock (:func:`pipeline.store.lock`).
     ValueError
         For ``workers`` with ``scheduler``, ``workers < 1`` or ``attempts < 1``.
     OSError
@@ -200,12 +201,28 @@ def run_sweep(
         raise ValueError(f"attempts must be >= 1, not {attempts}")
     say = echo or (lambda _: None)
     path = os.fspath(store_path)
+    # Checked before the lock is taken: a store of another sweep is refused with nothing written.
+    if os.path.exists(path):
+        store.check_store(path, spec)
+    with store.lock(path):
+        return _run_locked(spec, path, workers, scheduler, progress, attempts, dashboard_address, say)
+
+
+def _run_locked(
+    spec: SweepSpec,
+    path: str,
+    workers: int | None,
+    scheduler: str | None,
+    progress: bool,
+    attempts: int,
+    dashboard_address: str,
+    say: Callable[[str], None],
+) -> RunReport:
+    """:func:`run_sweep` once the store's lock is held."""
     n_c, _, n_signal, _ = spec.shape
     total = n_c * n_signal
-
     exists = os.path.exists(path)
     if exists:
-        store.check_store(path, spec)
         pending = list(store.pending_cells(path))
     else:
         pending = [(i_c, i_s) for i_c in range(n_c) for i_s in range(n_signal)]

@@ -45,10 +45,13 @@ set chunk data only (zarr's array ``setitem``), so no worker ever rewrites the r
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
+import socket
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -78,6 +81,7 @@ __all__ = [
     "CellFailure",
     "check_store",
     "create_store",
+    "lock",
     "open_cube",
     "pending_cells",
     "summary",
@@ -435,6 +439,72 @@ def summary(path: str | os.PathLike[str], *, max_errors: int = 20) -> dict[str, 
             for point, message in zip(failed_at, messages, strict=True)
         ],
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# One run at a time
+# ----------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def lock(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Hold the lock file of a store, ``<store>.lock``, for the length of a run.
+
+    The lock is an advisory ``flock`` on that file, which holds the owner's host, pid and start
+    time.  The kernel drops the lock when its process dies, however it dies, so a lock left by a
+    dead run is taken over without a question; a live run's lock refuses the second one.  The file
+    is removed when the run ends.
+
+    Yields
+    ------
+    str
+        The lock file's path.
+
+    Raises
+    ------
+    StoreError
+        If another live process holds the lock: the message names its host, pid and start time.
+    """
+    where = os.fspath(path)
+    lock_path = where.rstrip(os.sep) + ".lock"
+    Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _lock_owner(descriptor)
+            os.close(descriptor)
+            raise StoreError(
+                where,
+                f"in use by another hessweep run ({owner}); wait for it, or stop it, and run again",
+            ) from None
+        # The file may have been removed (by the run that held it, as it ended) between our open
+        # and our lock: then we hold a lock on a file nobody else sees, and must start again.
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(descriptor).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(descriptor)
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": datetime.now(UTC).isoformat()}
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, json.dumps(holder).encode())
+    try:
+        yield lock_path
+    finally:
+        os.unlink(lock_path)
+        os.close(descriptor)
+
+
+def _lock_owner(descriptor: int) -> str:
+    """The holder of a lock file as ``host HOST, pid PID, since TIME``, or what is known of it."""
+    try:
+        owner = json.loads(os.pread(descriptor, 4096, 0) or b"{}")
+        return f"host {owner['host']}, pid {owner['pid']}, since {owner['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its owner not yet written"
 
 
 # ----------------------------------------------------------------------------------------------

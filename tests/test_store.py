@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import random
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -517,3 +520,75 @@ def test_verify_passes_complete_cubes_and_names_every_broken_point(
         "quadrature weights do not sum to 1",
         "quadrature weights do not sum to 1",
     ]
+
+
+HOLD_LOCK = """
+import sys, time
+from pipeline.store import lock
+with lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def hold_lock_in_child(path: Path) -> subprocess.Popen[str]:
+    """A child process that takes the store's lock and sleeps (until killed)."""
+    child = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "held"
+    return child
+
+
+def kill(child: subprocess.Popen[str]) -> None:
+    """SIGKILL the child, reap it and close its pipe."""
+    child.kill()
+    child.wait()
+    assert child.stdout is not None
+    child.stdout.close()
+
+
+def test_lock_refuses_a_second_run_and_names_the_first(tmp_path: Path) -> None:
+    from pipeline.store import lock
+
+    path = tmp_path / "cube.zarr"
+    with lock(path) as held:
+        assert held == f"{path}.lock"
+        owner = json.loads(Path(held).read_text())
+        assert owner["pid"] == os.getpid()
+        with pytest.raises(
+            StoreError, match=rf"in use by another hessweep run \(host .*, pid {os.getpid()}, since "
+        ):
+            with lock(path):
+                pass
+    assert not Path(f"{path}.lock").exists()
+    with lock(path):  # free again
+        pass
+
+
+def test_lock_of_a_killed_run_is_taken_over(tmp_path: Path) -> None:
+    from pipeline.store import lock
+
+    path = tmp_path / "cube.zarr"
+    child = hold_lock_in_child(path)
+    try:
+        with pytest.raises(StoreError, match=f"pid {child.pid}"):
+            with lock(path):
+                pass
+    finally:
+        kill(child)  # SIGKILL: no cleanup, the lock file stays behind
+    assert json.loads(Path(f"{path}.lock").read_text())["pid"] == child.pid
+    with lock(path) as held:
+        assert json.loads(Path(held).read_text())["pid"] == os.getpid()
+
+
+def test_run_on_a_locked_store_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    from pipeline import cli
+
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text("name: tiny\np: 20\ngrid: {c: [0.5], loss: [square], signal: [1.0]}\nmodel: linear\n")
+    path = tmp_path / "tiny.zarr"
+    child = hold_lock_in_child(path)
+    try:
+        assert cli.main(["run", str(sweep), "--store", str(path), "--workers", "1", "--no-progress"]) == 2
+    finally:
+        kill(child)
+    assert not path.exists()
