@@ -50,7 +50,15 @@ import numpy as np
 from scipy.linalg import eigh
 from threadpoolctl import ThreadpoolController
 
-from pipeline.montecarlo import SeedLike, _alignments, _check_compatible, _project, _seed_sequence
+from pipeline.montecarlo import (
+    SeedLike,
+    _alignments,
+    _check_compatible,
+    _curvature,
+    _project,
+    _scale_and_shift,
+    _seed_sequence,
+)
 from pipeline.scenario import Scenario
 
 __all__ = ["DTYPES", "ZERO_TOLERANCE", "FeatureBlocks", "LanczosResult", "analyse", "draw", "sample"]
@@ -392,12 +400,7 @@ def analyse(
     if k > probes * steps:
         raise ValueError(f"k = {k} exceeds the Krylov dimension probes × steps = {probes * steps}")
 
-    with np.errstate(over="ignore", invalid="ignore"):
-        curvature = np.asarray(scenario.curvature(features.y, features.h), dtype=np.float64)
-    if not np.all(np.isfinite(curvature)):
-        bad = int(np.count_nonzero(~np.isfinite(curvature)))
-        raise RuntimeError(f"the {scenario.loss} loss's curvature is not finite for {bad} of {n} samples")
-    product = _Product(features, curvature, _threads())
+    product = _Product(features, _curvature(scenario, features.y, features.h), _threads())
 
     probe_seed = _child(_seed_sequence(seed), 1)
     start = np.random.Generator(np.random.PCG64(probe_seed)).standard_normal((p, probes))
@@ -447,11 +450,7 @@ def _generate(features: FeatureBlocks, index: int) -> tuple[np.ndarray, np.rando
     stop = features._starts[index + 1] if index + 1 < len(features._starts) else features.n
     rng = np.random.Generator(np.random.PCG64(_child(features._seed, 0, index)))
     block = rng.standard_normal((stop - start, features.p), dtype=np.dtype(features.dtype).type)
-    # Scaling by 1 and adding 0 are exact: skipping them changes no bit.
-    if np.any(features.covariance_diagonal != 1.0):
-        block *= np.sqrt(features.covariance_diagonal).astype(features.dtype)
-    if np.any(features.vectors["mu"]):
-        block += features.vectors["mu"].astype(features.dtype)
+    _scale_and_shift(block, features.covariance_diagonal, features.vectors["mu"])
     block.flags.writeable = False
     return block, rng
 

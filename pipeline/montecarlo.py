@@ -213,11 +213,7 @@ def draw(scenario: Scenario, p: int, seed: SeedLike) -> Draw:
     rng = np.random.Generator(np.random.PCG64(_seed_sequence(seed)))
 
     features = rng.standard_normal((n, p))
-    # Scaling by 1 and adding 0 are exact: skipping them changes no bit and saves two passes.
-    if np.any(diagonal != 1.0):
-        features *= np.sqrt(diagonal)
-    if np.any(vectors["mu"]):
-        features += vectors["mu"]
+    _scale_and_shift(features, diagonal, vectors["mu"])
     h = _project(features, vectors["w"])
     h_star = _project(features, vectors["w_star"])
     y = np.asarray(scenario.response_model.sample(h_star, rng), dtype=np.float64)
@@ -275,15 +271,7 @@ def analyse(draw: Draw, scenario: Scenario, *, k: int = 2) -> MonteCarloResult:
         raise ValueError(f"k must be an integer in [0, p = {p}], not {k!r}")
     k = int(k)
 
-    # Overflow (e^{-yh} of the exponential loss) is reported below as an error, not a warning.
-    with np.errstate(over="ignore", invalid="ignore"):
-        curvature = np.asarray(scenario.curvature(draw.y, draw.h), dtype=np.float64)
-    if not np.all(np.isfinite(curvature)):
-        bad = int(np.count_nonzero(~np.isfinite(curvature)))
-        raise RuntimeError(
-            f"the {scenario.loss} loss's curvature is not finite for {bad} of {draw.n} samples"
-        )
-
+    curvature = _curvature(scenario, draw.y, draw.h)
     hessian = _hessian(draw.X, curvature)
     eigenvalues, bottom, top = _spectrum(hessian, k)
 
@@ -315,6 +303,28 @@ def _seed_sequence(seed: SeedLike) -> np.random.SeedSequence:
         return np.random.SeedSequence(seed)
     except (TypeError, ValueError) as error:
         raise ValueError(f"bad seed {seed!r}: {error}") from error
+
+
+def _scale_and_shift(features: np.ndarray, diagonal: np.ndarray, mu: np.ndarray) -> None:
+    """``features ← features·diag(√C) + μᵀ`` in place, in the features' data type."""
+    # Scaling by 1 and adding 0 are exact: skipping them changes no bit and saves two passes.
+    if np.any(diagonal != 1.0):
+        features *= np.sqrt(diagonal).astype(features.dtype)
+    if np.any(mu):
+        features += mu.astype(features.dtype)
+
+
+def _curvature(scenario: Scenario, y: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """``g = ℓ''(y, h)`` under the scenario's loss and labels; a RuntimeError if any is not finite."""
+    # Overflow (e^{-yh} of the exponential loss) is reported below as an error, not a warning.
+    with np.errstate(over="ignore", invalid="ignore"):
+        curvature = np.asarray(scenario.curvature(y, h), dtype=np.float64)
+    if not np.all(np.isfinite(curvature)):
+        bad = int(np.count_nonzero(~np.isfinite(curvature)))
+        raise RuntimeError(
+            f"the {scenario.loss} loss's curvature is not finite for {bad} of {y.size} samples"
+        )
+    return curvature
 
 
 def _project(features: np.ndarray, vector: np.ndarray) -> np.ndarray:
