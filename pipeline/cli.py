@@ -2,15 +2,18 @@
 
 ::
 
-    hessweep run SWEEP [--store PATH] [--workers N | --scheduler ADDR] [--progress | --no-progress]
-    hessweep status STORE [--format text|json]
+    hessweep run SWEEP [--store PATH] [--workers N | --scheduler ADDR] [--retry-failed] [--attempts N]
+                       [--progress | --no-progress]
+    hessweep status STORE [--format text|json] [--max-errors N]
     hessweep query STORE --var NAME [--sel DIM=VALUE ...] [--format table|csv|json]
     hessweep validate SWEEP
     hessweep plot STORE KIND -o FILE [options]    (KIND: phase-diagram, spectrum, alignment)
 
-Exit codes: 0 success; 1 a run finished but some points failed; 2 bad input (an invalid sweep, a
-store made by another sweep, a bad selection, ...), reported as one line ``hessweep: <message>``
-on stderr, with nothing written.
+Exit codes: 0 success; 1 a run ended with failed points in its store (this run's or, not tried
+again, an earlier run's) or was stopped because the store could not be written (a full disk),
+or ``verify`` found problems; 2 bad input (an invalid sweep, a store made by another sweep or in
+use by another run, a bad selection, ...), reported as one line ``hessweep: <message>`` on
+stderr, with nothing written.
 
 Selections (``--sel``): a string coordinate (``loss``, ``target``) is matched exactly; a numeric
 one (``c``, ``signal``) selects the coordinate value equal to the number given within a relative
@@ -100,6 +103,18 @@ def _parser() -> argparse.ArgumentParser:
         "--scheduler", metavar="ADDR", help="address of an existing scheduler, tcp://HOST:PORT"
     )
     run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="compute again the points that an earlier run recorded as failed",
+    )
+    run.add_argument(
+        "--attempts",
+        type=_positive,
+        default=3,
+        metavar="N",
+        help="tries of a computation that raises before its points are recorded as failed (default 3)",
+    )
+    run.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -110,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="done / failed / total points of a store, per axis")
     status.add_argument("store", metavar="STORE")
     status.add_argument("--format", choices=("text", "json"), default="text")
+    status.add_argument(
+        "--max-errors", type=_positive, default=20, metavar="N", help="failed points listed (default 20)"
+    )
     status.set_defaults(handler=_status)
 
     query = commands.add_parser("query", help="print values of one variable of a store")
@@ -178,15 +196,24 @@ def _run(args: argparse.Namespace) -> int:
         workers=args.workers,
         scheduler=args.scheduler,
         progress=show,
+        attempts=args.attempts,
+        retry_failed=args.retry_failed,
         echo=lambda line: print(line, flush=True),
     )
     print(f"store: {report.store}")
-    print(f"cells: {report.computed_cells} computed, {report.skipped_cells} skipped (already done)")
+    print(f"cells: {report.computed_cells} computed, {report.skipped_cells} skipped (already done or failed)")
     print(f"failed points: {report.failed_points}")
     for message in report.failures[:_SHOWN_FAILURES]:
         print(f"  {message}")
     if len(report.failures) > _SHOWN_FAILURES:
         print(f"  ... and {len(report.failures) - _SHOWN_FAILURES} more (see hessweep status)")
+    if report.earlier_failed_points:
+        print(
+            f"failed in an earlier run and not tried again: {report.earlier_failed_points} points "
+            "(hessweep status lists them; hessweep run --retry-failed tries them again)"
+        )
+    if report.stopped:
+        print(f"stopped: {report.stopped}; the cells not written are pending: run again to resume")
     return 0 if report.ok else 1
 
 
@@ -232,7 +259,7 @@ def describe(spec: SweepSpec) -> str:
 def _status(args: argparse.Namespace) -> int:
     from pipeline import store
 
-    summary = store.summary(args.store)
+    summary = store.summary(args.store, max_errors=args.max_errors)
     if args.format == "json":
         print(json.dumps(_plain(summary), indent=2))
     else:
@@ -260,14 +287,17 @@ def _status_text(path: str, summary: Mapping[str, Any]) -> str:
     lines = [
         f"store: {path} (sweep {summary['name']}, created {summary['created']})",
         f"points: {_counts(summary)}",
-        f"cells: {cells['done']} done, {cells['pending']} pending, {cells['total']} total",
+        f"cells: {cells['done']} done, {cells['failed']} failed, {cells['pending']} pending, "
+        f"{cells['total']} total",
     ]
     for axis, entries in summary["axes"].items():
         lines.append(f"{axis}:")
         for entry in entries:
             lines.append(f"  {entry['value']}: {_counts(entry)}")
     if summary["errors"]:
-        lines.append("errors:")
+        shown = len(summary["errors"])
+        more = "" if shown == summary["failed"] else f", the first {shown}"
+        lines.append(f"failed points{more} (hessweep run --retry-failed tries them again):")
         for error in summary["errors"]:
             where = ", ".join(f"{key}={error[key]}" for key in ("c", "loss", "signal", "trial"))
             lines.append(f"  {where}: {error['message']}")

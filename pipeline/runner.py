@@ -30,6 +30,7 @@ they join, by a worker plugin that sets BLAS's thread count (:func:`pin_blas_thr
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -95,6 +96,9 @@ _SOLVE_SECONDS_PER_POINT = 2.5e-4
 _DRAW_SECONDS = 2e-3
 _FLOPS_PER_SECOND = 1e10
 _WRITE_SECONDS = 0.06
+# Errors that say the store cannot be written at all (a full disk or quota, a denied permission, a
+# read-only file system): no retry and no other cell would get past them, so the run stops.
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
 # Failure messages kept in the report (a sweep failing everywhere would otherwise repeat one
 # message thousands of times).
 _KEPT_MESSAGES = 20
@@ -119,6 +123,12 @@ class RunReport:
         The store's path.
     failures : tuple of str
         The distinct failure messages (at most 20).
+    earlier_failed_points : int
+        Points recorded as failed by an earlier run and not tried again (see ``retry_failed``).
+    stopped : str
+        Why the run stopped before its end ("" when it did not): the store could not be written
+        (a full disk, a denied permission, a read-only file system).  The cells not written are
+        left pending; running again once the cause is gone resumes the sweep.
     """
 
     computed_cells: int
@@ -126,11 +136,13 @@ class RunReport:
     failed_points: int
     store: str
     failures: tuple[str, ...] = ()
+    earlier_failed_points: int = 0
+    stopped: str = ""
 
     @property
     def ok(self) -> bool:
-        """``True`` when no point failed."""
-        return self.failed_points == 0
+        """``True`` when the run went to its end and the store holds no failed point."""
+        return self.failed_points == 0 and self.earlier_failed_points == 0 and not self.stopped
 
 
 def run_sweep(
@@ -141,6 +153,7 @@ def run_sweep(
     scheduler: str | None = None,
     progress: bool = True,
     attempts: int = 3,
+    retry_failed: bool = False,
     dashboard_address: str = ":8787",
     echo: Callable[[str], None] | None = print,
 ) -> RunReport:
@@ -169,7 +182,12 @@ def run_sweep(
         Show a progress bar of the tasks (:func:`distributed.progress`): a batch of cheap cells
         counts as one task.
     attempts : int, default 3
-        Tries of a failing computation before its points are recorded as failed, ``>= 1``.
+        Tries of a computation that raises before its points are recorded as failed, ``>= 1``.
+        A theory that does not converge is recorded as failed at once: it is deterministic, and
+        would not converge on a second try.
+    retry_failed : bool, default False
+        Compute again the cells holding points that an earlier run recorded as failed.  Without
+        it they are left as they are (and counted in ``earlier_failed_points``).
     dashboard_address : str, default ``":8787"``
         Where the local cluster serves its dashboard (``":0"``: any free port).
     echo : callable or None, default :func:`print`
@@ -205,50 +223,65 @@ def run_sweep(
     if os.path.exists(path):
         store.check_store(path, spec)
     with store.lock(path):
-        return _run_locked(spec, path, workers, scheduler, progress, attempts, dashboard_address, say)
+        run = _Run(spec, path, workers, scheduler, progress, attempts, retry_failed, dashboard_address, say)
+        return _run_locked(run)
 
 
-def _run_locked(
-    spec: SweepSpec,
-    path: str,
-    workers: int | None,
-    scheduler: str | None,
-    progress: bool,
-    attempts: int,
-    dashboard_address: str,
-    say: Callable[[str], None],
-) -> RunReport:
+@dataclass(frozen=True)
+class _Run:
+    """The arguments of :func:`run_sweep`, checked."""
+
+    spec: SweepSpec
+    path: str
+    workers: int | None
+    scheduler: str | None
+    progress: bool
+    attempts: int
+    retry_failed: bool
+    dashboard_address: str
+    say: Callable[[str], None]
+
+
+def _run_locked(run: _Run) -> RunReport:
     """:func:`run_sweep` once the store's lock is held."""
+    spec, path = run.spec, run.path
     n_c, _, n_signal, _ = spec.shape
     total = n_c * n_signal
     exists = os.path.exists(path)
+    earlier = 0
     if exists:
-        pending = list(store.pending_cells(path))
+        pending = store.pending_cells(path, failed=run.retry_failed)
+        # The points failed before this run that it does not compute again.
+        earlier = sum(n for cell, n in store.failed_cells(path).items() if cell not in set(pending))
     else:
         pending = [(i_c, i_s) for i_c in range(n_c) for i_s in range(n_signal)]
-    if not pending:
-        return RunReport(computed_cells=0, skipped_cells=total, failed_points=0, store=path)
-
-    with _client(workers, scheduler, dashboard_address) as client:
-        n_workers = len(client.scheduler_info().get("workers", {}))
-        say(f"dashboard: {client.dashboard_link} ({n_workers} workers)")
-        client.register_plugin(_PinBlas())
-        if not exists:
-            store.create_store(path, spec)
-        # The progress bar and as_completed find the client as the current one.
-        with client.as_current():
-            tasks = _plan(spec, pending, max(1, n_workers))
-            outputs = _submit(client, spec, os.path.abspath(path), tasks, attempts)
-            if progress:
-                _progress(list(outputs))
-            failed, messages = _collect(outputs, spec, path)
-
+    if pending:
+        with _client(run.workers, run.scheduler, run.dashboard_address) as client:
+            n_workers = len(client.scheduler_info().get("workers", {}))
+            run.say(f"dashboard: {client.dashboard_link} ({n_workers} workers)")
+            client.register_plugin(_PinBlas())
+            if not exists:
+                store.create_store(path, spec)
+            # The progress bar and as_completed find the client as the current one.
+            with client.as_current():
+                tasks = _plan(spec, pending, max(1, n_workers))
+                outputs = _submit(client, spec, os.path.abspath(path), tasks, run.attempts)
+                if run.progress:
+                    _progress(list(outputs))
+                collected = _collect(client, outputs, spec, path)
+    else:
+        collected = _Collected(0, [], "")
+    computed = len(pending)
+    if collected.stopped:
+        computed -= len(_still_pending(path, pending))
     return RunReport(
-        computed_cells=len(pending),
+        computed_cells=computed,
         skipped_cells=total - len(pending),
-        failed_points=failed,
+        failed_points=collected.failed,
         store=path,
-        failures=tuple(messages),
+        failures=tuple(collected.messages),
+        earlier_failed_points=earlier,
+        stopped=collected.stopped,
     )
 
 
@@ -470,14 +503,31 @@ def _submit_cell(
     )
 
 
+@dataclass(frozen=True)
+class _Collected:
+    """What the final futures of a run reported (see :class:`RunReport`)."""
+
+    failed: int
+    messages: list[str]
+    stopped: str
+
+
 def _collect(
-    outputs: dict[Future, tuple[tuple[int, int], ...]], spec: SweepSpec, path: str
-) -> tuple[int, list[str]]:
-    """Wait for the final futures; return the failed points and the distinct failure messages."""
+    client: Client, outputs: dict[Future, tuple[tuple[int, int], ...]], spec: SweepSpec, path: str
+) -> _Collected:
+    """Wait for the final futures; count the failed points, keep the distinct failure messages.
+
+    A task that could not write the store (:data:`_STORAGE_ERRNOS`) stops the run: the tasks not
+    finished are cancelled (a running one may still write its cell, whole), since every other
+    cell would fail the same way after its computation.
+    """
     _, n_loss, _, trials = spec.shape
     failed = 0
     messages: list[str] = []
+    stopped = ""
+    waiting = set(outputs)
     for future in as_completed(list(outputs)):
+        waiting.discard(future)
         try:
             result: CellOutcome | list[CellOutcome] = future.result()
         except (Exception, CancelledError) as error:
@@ -493,11 +543,15 @@ def _collect(
             for outcome in result if isinstance(result, list) else [result]:
                 failed += outcome.failed_points
                 found += outcome.messages
+                stopped = stopped or outcome.storage_error
         for message in found:
             if message not in messages and len(messages) < _KEPT_MESSAGES:
                 messages.append(message)
         future.release()
-    return failed, messages
+        if stopped:
+            client.cancel(list(waiting))
+            break
+    return _Collected(failed, messages, stopped)
 
 
 def _still_pending(path: str, cells: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -522,15 +576,26 @@ class CellOutcome:
     i_signal: int
     failed_points: int
     messages: tuple[str, ...]
+    storage_error: str = ""
+
+
+def _storage_error(error: Exception) -> bool:
+    """Whether ``error`` says the store cannot be written at all (see :data:`_STORAGE_ERRNOS`)."""
+    return isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS
 
 
 def _attempt(what: str, attempts: int, compute: Callable[[], _T]) -> _T | CellFailure:
-    """``compute()``, tried up to ``attempts`` times; a :class:`CellFailure` if every try raised."""
+    """``compute()``, tried up to ``attempts`` times; a :class:`CellFailure` if every try raised.
+
+    A storage error (:func:`_storage_error`) is raised at once: no try would get past it.
+    """
     error: Exception | None = None
     for _ in range(attempts):
         try:
             return compute()
         except Exception as exc:  # the point fails, the run goes on
+            if _storage_error(exc):
+                raise
             error = exc
     tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
     return CellFailure(f"{what}: {type(error).__name__}: {error} ({tries})")
@@ -628,13 +693,19 @@ def write_task(
     """Write one cell with :func:`pipeline.store.write_cell`; report its failed points.
 
     A point ``(loss, trial)`` failed if the theory of its loss, the Monte Carlo draw of its trial
-    or that draw's analysis under its loss failed.  A write that still raises after ``attempts``
-    tries leaves the whole cell pending (not ``done``) and counts all its points as failed.
+    or that draw's analysis under its loss failed, or if its theory did not converge.  A write that
+    still raises after ``attempts`` tries leaves the whole cell pending (not ``done``) and counts all
+    its points as failed; a storage error (a full disk, a denied permission) is not tried again and
+    is reported as the outcome's ``storage_error``, with no point counted as failed.
     """
     n_loss, trials = len(solved), len(drawn)
     failed = 0
     bad_theory = [isinstance(solution, CellFailure) for solution in solved]
     messages = [solution.message for solution in solved if isinstance(solution, CellFailure)]
+    for i_loss, solution in enumerate(solved):
+        if isinstance(solution, TheoryResult) and not solution.converged:
+            bad_theory[i_loss] = True
+            messages.append(f"theory at c[{i_c}], loss[{i_loss}], signal[{i_signal}]: did not converge")
     for per_loss in drawn:
         if isinstance(per_loss, CellFailure):
             failed += n_loss
@@ -645,11 +716,15 @@ def write_task(
                 messages.append(result.message)
             failed += theory_failed or isinstance(result, CellFailure)
 
-    written = _attempt(
-        f"writing cell c[{i_c}], signal[{i_signal}]",
-        attempts,
-        lambda: store.write_cell(path, spec, i_c, i_signal, solved, drawn),
-    )
+    where = f"writing cell c[{i_c}], signal[{i_signal}]"
+    try:
+        written = _attempt(
+            where, attempts, lambda: store.write_cell(path, spec, i_c, i_signal, solved, drawn)
+        )
+    except OSError as error:
+        # The cell stays pending (its points are neither done nor failed): a later run computes it.
+        reason = f"{where}: {error.strerror} ({error.filename or path})"
+        return CellOutcome(i_c=i_c, i_signal=i_signal, failed_points=0, messages=(), storage_error=reason)
     if isinstance(written, CellFailure):
         failed = n_loss * trials
         messages.append(written.message)
@@ -674,4 +749,9 @@ def cells_task(
 ) -> list[CellOutcome]:
     """:func:`cell_task` for several cells, one after the other: each is written (data, then its
     ``done`` mask) before the next is started, so an interrupted batch leaves whole cells."""
-    return [cell_task(path, spec, i_c, i_signal, attempts) for i_c, i_signal in cells]
+    outcomes = []
+    for i_c, i_signal in cells:
+        outcomes.append(cell_task(path, spec, i_c, i_signal, attempts))
+        if outcomes[-1].storage_error:
+            break  # the store cannot be written: the cells left stay pending
+    return outcomes

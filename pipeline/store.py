@@ -48,6 +48,7 @@ import asyncio
 import fcntl
 import json
 import os
+import shutil
 import socket
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -81,6 +82,7 @@ __all__ = [
     "CellFailure",
     "check_store",
     "create_store",
+    "failed_cells",
     "lock",
     "open_cube",
     "pending_cells",
@@ -108,6 +110,8 @@ _LIBRARIES = ("numpy", "scipy", "dask", "distributed", "xarray", "zarr")
 _SIDES = ("bottom", "top")
 # The cell dimensions: one chunk wide.  Every other dimension is one chunk.
 _CELL_DIMS = ("c", "signal")
+# Where create_store builds a template before renaming it to the store's path.
+_PARTIAL = ".partial"
 # (dims, dtype) of every data variable, in writing order; `done` is written last, on its own.
 _POINT = ("c", "loss", "signal", "trial")
 _THEORY = ("c", "loss", "signal")
@@ -213,22 +217,37 @@ def create_store(path: str | os.PathLike[str], spec: SweepSpec, *, overwrite: bo
     StoreError
         If ``path`` exists and ``overwrite`` is not set.
     """
-    where = os.fspath(path)
+    where = os.fspath(path).rstrip(os.sep)
     if os.path.lexists(where) and not overwrite:
         raise StoreError(where, "already exists (check it with check_store, or remove it)")
     Path(where).parent.mkdir(parents=True, exist_ok=True)
+    # Built beside the store and renamed into place: a process killed while writing the template
+    # leaves `<store>.partial`, never a half-written store that a later run could trust.  A
+    # leftover from such a process is removed here.
+    partial = where + _PARTIAL
+    shutil.rmtree(partial, ignore_errors=True)
     template = _template(spec)
     encoding = {name: {"chunks": _chunks(spec, dims)} for name, (dims, _) in _variables(spec).items()}
-    with warnings.catch_warnings():
-        # zarr warns that consolidated metadata is not (yet) part of the Zarr v3 specification.
-        # It is a zarr-python extension marked `must_understand: false`, so other readers skip it;
-        # we want it for one-read opening (see the module docstring).
-        warnings.filterwarnings(
-            "ignore",
-            message="Consolidated metadata is currently not part",
-            category=zarr.errors.ZarrUserWarning,
-        )
-        template.to_zarr(where, mode="w", compute=False, zarr_format=3, consolidated=True, encoding=encoding)
+    try:
+        with warnings.catch_warnings():
+            # zarr warns that consolidated metadata is not (yet) part of the Zarr v3 specification.
+            # It is a zarr-python extension marked `must_understand: false`, so other readers skip
+            # it; we want it for one-read opening (see the module docstring).
+            warnings.filterwarnings(
+                "ignore",
+                message="Consolidated metadata is currently not part",
+                category=zarr.errors.ZarrUserWarning,
+            )
+            template.to_zarr(
+                partial, mode="w", compute=False, zarr_format=3, consolidated=True, encoding=encoding
+            )
+        if overwrite and os.path.lexists(where):
+            _remove(where)
+        os.rename(partial, where)
+    except BaseException:
+        # A full disk or a denied write: nothing is left behind (a kill -9 leaves `.partial`).
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 def check_store(path: str | os.PathLike[str], spec: SweepSpec) -> None:
@@ -250,6 +269,13 @@ def check_store(path: str | os.PathLike[str], spec: SweepSpec) -> None:
     found = stored.differences(spec)
     if found:
         raise StoreError(where, "made by a different sweep (store != sweep): " + "; ".join(found))
+    missing = _missing_arrays(where, spec)
+    if missing:
+        raise StoreError(
+            where,
+            f"an incomplete cube (no {', '.join(missing)}): its creation was cut short; remove it and "
+            "run again",
+        )
 
 
 def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
@@ -303,10 +329,12 @@ def write_cell(
         ``spec.montecarlo.k`` alignments per side and target) or :class:`CellFailure` per loss,
         or one :class:`CellFailure` for the whole trial (its draw failed).
 
-    A point ``(loss, trial)`` is done when both its theory and its Monte Carlo result are there;
-    otherwise its ``status`` is :data:`STATUS_FAILED`, ``error`` says why (``theory: …``,
-    ``montecarlo: …``), ``done`` stays ``False``, and whatever part succeeded is still written.
-    Rewriting a cell replaces it.
+    A point ``(loss, trial)`` is done when both its theory and its Monte Carlo result are there
+    and the theory converged (``TheoryResult.converged``); otherwise its ``status`` is
+    :data:`STATUS_FAILED`, ``error`` says why (``theory: …``, ``montecarlo: …``; for a theory
+    that did not converge, ``theory: did not converge (mass …, residual …): <note>``), ``done``
+    stays ``False``, and whatever part was computed is still written, for inspection.  Rewriting a
+    cell replaces it.
 
     Raises
     ------
@@ -355,11 +383,35 @@ async def _write_arrays(
 # ----------------------------------------------------------------------------------------------
 
 
-def pending_cells(path: str | os.PathLike[str]) -> list[tuple[int, int]]:
-    """The cells ``(i_c, i_signal)`` with any point not done (pending or failed), in grid order."""
-    done = _read(path, "done")
-    complete = done.all(axis=(1, 3))
-    return [(int(i), int(j)) for i, j in zip(*np.nonzero(~complete), strict=True)]
+def pending_cells(path: str | os.PathLike[str], *, failed: bool = False) -> list[tuple[int, int]]:
+    """The cells ``(i_c, i_signal)`` that a run must compute, in grid order.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The store.
+    failed : bool, default False
+        Also the cells with a point recorded as failed (``hessweep run --retry-failed``).  Without
+        it, only cells with a pending point: not done and not failed, i.e. never written, or
+        written in part by a process that died before the point's ``done``.
+    """
+    where = os.fspath(path)
+    _attributes(where)
+    group = _group(where)
+    done = _array(group, "done")
+    status = _array(group, "status")
+    todo = ~done if failed else ~done & (status != STATUS_FAILED)
+    return [(int(i), int(j)) for i, j in zip(*np.nonzero(todo.any(axis=(1, 3))), strict=True)]
+
+
+def failed_cells(path: str | os.PathLike[str]) -> dict[tuple[int, int], int]:
+    """The cells ``(i_c, i_signal)`` holding points recorded as failed, and how many, in grid order."""
+    where = os.fspath(path)
+    _attributes(where)
+    group = _group(where)
+    failed = (_array(group, "status") == STATUS_FAILED) & ~_array(group, "done")
+    per_cell = failed.sum(axis=(1, 3))
+    return {(int(i), int(j)): int(per_cell[i, j]) for i, j in zip(*np.nonzero(per_cell), strict=True)}
 
 
 def summary(path: str | os.PathLike[str], *, max_errors: int = 20) -> dict[str, Any]:
@@ -375,12 +427,14 @@ def summary(path: str | os.PathLike[str], *, max_errors: int = 20) -> dict[str, 
             {"name": str, "created": str (UTC ISO), "store": str,
              "shape": {"c": n, "loss": n, "signal": n, "trial": n},
              "total": int, "done": int, "failed": int, "pending": int,
-             "cells": {"total": int, "done": int, "pending": int},   # (c, signal) cells
+             "cells": {"total": int, "done": int, "failed": int, "pending": int},
              "axes": {"c": [{"value": 0.5, "total": .., "done": .., "failed": .., "pending": ..}, …],
                       "loss": [{"value": "logistic", …}, …], "signal": [...]},
              "errors": [{"c": .., "loss": .., "signal": .., "trial": .., "message": ..}, …]}
 
-        ``errors`` lists at most ``max_errors`` failed points, in grid order.
+        A cell ``(c, signal)`` is done when all its points are, pending when any of its points
+        is (a run computes it), failed otherwise (only ``hessweep run --retry-failed`` computes
+        it again).  ``errors`` lists at most ``max_errors`` failed points, in grid order.
     """
     where = os.fspath(path)
     attrs = _attributes(where)
@@ -412,6 +466,7 @@ def summary(path: str | os.PathLike[str], *, max_errors: int = 20) -> dict[str, 
             for i, value in enumerate(axis_values[name])
         ]
     cell_done = is_done.all(axis=(1, 3))
+    cell_pending = is_pending.any(axis=(1, 3))
     names = ("c", "loss", "signal", "trial")
     return {
         "name": json.loads(attrs["spec"])["name"],
@@ -425,7 +480,8 @@ def summary(path: str | os.PathLike[str], *, max_errors: int = 20) -> dict[str, 
         "cells": {
             "total": int(cell_done.size),
             "done": int(cell_done.sum()),
-            "pending": int(cell_done.size - cell_done.sum()),
+            "failed": int((~cell_done & ~cell_pending).sum()),
+            "pending": int(cell_pending.sum()),
         },
         "axes": axes,
         "errors": [
@@ -561,6 +617,7 @@ def verify(path: str | os.PathLike[str]) -> tuple[int, list[str]]:
     report(done & (status != STATUS_DONE), "done, but its status is not done")
     report(done & (error != ""), "done, but it has an error message")
     report(~done & (status == STATUS_DONE), "status done, but not marked done")
+    report(done & ~_array(group, "converged")[..., None], "done, but its theory did not converge")
     report((status == STATUS_FAILED) & (error == ""), "failed without an error message")
 
     for what, bad in _montecarlo_problems(group, method):
@@ -746,16 +803,34 @@ def _group(where: str) -> zarr.Group:
     return zarr.open_group(where, mode="r", zarr_format=3, use_consolidated=False)
 
 
+def _missing_arrays(where: str, spec: SweepSpec) -> list[str]:
+    """The sweep's arrays absent from the store's consolidated metadata (all of them without it).
+
+    The consolidated metadata is the last thing the template writes (see :func:`create_store`).
+    """
+    try:
+        group = zarr.open_group(where, mode="r", zarr_format=3, use_consolidated=True)
+        metadata = group.metadata.consolidated_metadata
+    except (FileNotFoundError, ValueError, zarr.errors.BaseZarrError):
+        metadata = None
+    if metadata is None:
+        return ["consolidated metadata"]
+    expected = [*_variables(spec), *_sizes(spec)]
+    return [name for name in expected if name not in metadata.metadata]
+
+
+def _remove(where: str) -> None:
+    """Remove a store (a directory) or whatever else is at its path."""
+    if os.path.isdir(where) and not os.path.islink(where):
+        shutil.rmtree(where)
+    else:
+        os.unlink(where)
+
+
 def _array(group: zarr.Group, name: str) -> np.ndarray:
     array = group[name]
     assert isinstance(array, zarr.Array)
     return np.asarray(array[...])
-
-
-def _read(path: str | os.PathLike[str], name: str) -> np.ndarray:
-    where = os.fspath(path)
-    _attributes(where)
-    return _array(_group(where), name)
 
 
 def _cell_arrays(
@@ -820,6 +895,10 @@ def _cell_arrays(
         arrays["residual"][at] = result.residual
         arrays["spikes_defined"][at] = result.spikes_defined
         arrays["note"][at] = result.note
+        if not result.converged:
+            # Written for inspection, never marked done (see write_cell).
+            for trial in range(trials):
+                errors[i_loss][trial] = f"theory: {_unconverged(result)}"
 
     for trial, results in enumerate(per_trial):
         for i_loss, mc in enumerate(results):
@@ -847,6 +926,12 @@ def _cell_arrays(
             arrays["error"][point] = errors[i_loss][trial]
             arrays["done"][point] = not failed
     return {name: (variables[name][0], array) for name, array in arrays.items()}
+
+
+def _unconverged(result: TheoryResult) -> str:
+    """Why a theory result that did not converge is not trusted, for its points' ``error``."""
+    why = f"did not converge (mass {result.mass:.6g}, residual {result.residual:.3g})"
+    return f"{why}: {result.note}" if result.note else why
 
 
 def _put_lanczos(

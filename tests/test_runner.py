@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +35,6 @@ grid:
   c: [0.5, 2.0]
   loss: [logistic, exponential]
   signal: [0.0, 1.0, 2.0]
-fixed: {mu: {angle: 90}}
-theory: {points: 64}
-"""
-
-# Big enough that a run takes several seconds on two cores, cell after cell.
-RESUMABLE = """
-name: resumable
-p: 150
-trials: 2
-seed: 11
-grid:
-  c: [0.5, 1.0, 2.0]
-  loss: [logistic, exponential]
-  signal: [0.0, 1.0, 2.0, 3.0]
 fixed: {mu: {angle: 90}}
 theory: {points: 64}
 """
@@ -174,76 +155,6 @@ def test_local_workers_run_blas_on_one_thread() -> None:
 
 
 @pytest.mark.distributed
-def test_killed_client_resumes_to_the_same_cube(tmp_path: Path) -> None:
-    spec = parse_sweep(RESUMABLE)
-    sweep = tmp_path / "resumable.yaml"
-    sweep.write_text(RESUMABLE)
-    killed = tmp_path / "killed.zarr"
-    command = [sys.executable, "-m", "pipeline.cli", "run", str(sweep), "--store", str(killed)]
-    command += ["--workers", "2"]
-    log = tmp_path / "killed.log"
-    with log.open("wb") as output:
-        # Its own session: the client and its workers form one process group to clean up after.
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-    total = 12
-    try:
-        pending = total
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            pending = _pending_while_running(killed, total)
-            if pending < total:
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, log.read_text()
-        assert 0 < pending, "the run finished before it could be killed"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        _kill_group(process)
-    pending_after_kill = len(store.pending_cells(killed))
-    assert 0 < pending_after_kill < total
-
-    # One local cluster (2 workers, BLAS pinned) for the resumed and the uninterrupted run.
-    straight = tmp_path / "straight.zarr"
-    with runner._client(2, None, ":0") as client:
-        address = client.scheduler.address
-        resumed = run(spec, killed, scheduler=address)
-        assert run(spec, straight, scheduler=address).computed_cells == total
-    assert resumed.skipped_cells == total - pending_after_kill > 0
-    assert resumed.computed_cells == pending_after_kill
-    assert resumed.failed_points == 0
-    assert_same_cube(killed, straight)
-
-
-def _pending_while_running(path: Path, total: int) -> int:
-    """Pending cells of a store being written by another process (``total`` until it can be read)."""
-    if not (path / "zarr.json").exists():
-        return total
-    try:
-        return len(store.pending_cells(path))
-    except Exception:  # the template is being created
-        return total
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """Leave no process behind: the workers of a killed client exit when they see it gone (they
-    watch their parent); whatever is left of its process group after 10 s is killed."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-
-
-@pytest.mark.distributed
 def test_failed_point_is_recorded_and_the_run_goes_on(
     tiny: SweepSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -274,21 +185,32 @@ def test_failed_point_is_recorded_and_the_run_goes_on(
         assert not done[1, 1, 1].any()
         assert done.sum() == done.size - 2
         assert (cube["status"].values[1, 1, 1] == 2).all()
-        assert store.pending_cells(path) == [(1, 1)]
+        assert store.pending_cells(path) == []
+        assert store.pending_cells(path, failed=True) == [(1, 1)]
 
-        # The command line says so with exit code 1; the failed cell was the only one pending.
+        # Run again: the failed points are left as they are, and said to be there (exit code 1).
         sweep = tmp_path / "tiny.yaml"
         sweep.write_text(TINY)
         arguments = ["run", str(sweep), "--store", str(path), "--scheduler", cluster.scheduler_address]
         assert main(arguments) == 1
         out = capsys.readouterr().out
-        assert "cells: 1 computed, 5 skipped (already done)" in out
-        assert "failed points: 2" in out
-        assert "FloatingPointError: the solver diverged" in out
+        assert "cells: 0 computed, 6 skipped (already done or failed)" in out
+        assert "failed points: 0" in out
+        assert "failed in an earlier run and not tried again: 2 points" in out
+        assert main(["status", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "cells: 5 done, 1 failed, 0 pending, 6 total" in out
+        assert "c=2.0, loss=exponential, signal=1.0, trial=0: theory: theory at c[1]" in out
+
+        # --retry-failed tries them again, here with --attempts 1: still failing, once per point.
+        assert main([*arguments, "--retry-failed", "--attempts", "1"]) == 1
+        out = capsys.readouterr().out
+        assert "cells: 1 computed, 5 skipped (already done or failed)" in out
+        assert "FloatingPointError: the solver diverged (1 attempt)" in out
 
         monkeypatch.setattr(theory, "solve", solve)
-        resumed = run(tiny, path, scheduler=cluster.scheduler_address)
-    assert (resumed.computed_cells, resumed.skipped_cells, resumed.failed_points) == (1, 5, 0)
+        assert main([*arguments, "--retry-failed"]) == 0
+        assert "failed points: 0" in capsys.readouterr().out
     assert bool(open_cube(path)["done"].all())
 
 
@@ -491,11 +413,11 @@ def test_failure_inside_a_batch_fails_its_points_only_and_resume_skips_done_cell
         )
         done = open_cube(path)["done"].values
         assert not done[1, 1, 1].any() and done.sum() == done.size - 2
-        assert store.pending_cells(path) == [(1, 1)]
+        assert store.pending_cells(path, failed=True) == [(1, 1)]
 
         failing = False
         solved.clear()
-        resumed = run(tiny, path, scheduler=cluster.scheduler_address)
+        resumed = run(tiny, path, scheduler=cluster.scheduler_address, retry_failed=True)
     assert (resumed.computed_cells, resumed.skipped_cells, resumed.failed_points) == (1, 5, 0)
     # Only the pending cell was computed again: its two losses.
     assert sorted(solved) == [("exponential", 2.0, 1.0), ("logistic", 2.0, 1.0)]

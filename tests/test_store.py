@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import json
 import multiprocessing
 import os
@@ -34,6 +36,7 @@ from pipeline.store import (
     check_store,
     create_store,
     open_cube,
+    failed_cells,
     pending_cells,
     summary,
     write_cell,
@@ -109,7 +112,7 @@ def fake_theory(spec: SweepSpec, i_c: int, i_loss: int, i_signal: int) -> Theory
         spikes_defined=bool(i_loss == 0),
         negative_fraction=float(rng.random()),
         mass=1.0,
-        converged=bool(i_signal % 2),
+        converged=True,
         residual=float(rng.random()) * 1e-12,
         note=f"point {i_c} {i_loss} {i_signal} ✓",
     )
@@ -197,6 +200,45 @@ def test_create_store_refuses_an_existing_path(cube_path: Path, spec: SweepSpec)
     write_cell(cube_path, spec, 0, 0, *fake_cell(spec, 0, 0))
     create_store(cube_path, spec, overwrite=True)
     assert pending_cells(cube_path) == all_cells(spec)
+
+
+def test_create_store_never_leaves_a_half_written_template(
+    tmp_path: Path, spec: SweepSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "cube.zarr"
+    # What a process killed while writing the template leaves beside the store: removed, rebuilt.
+    partial = tmp_path / "cube.zarr.partial"
+    partial.mkdir()
+    (partial / "zarr.json").write_text("{")
+    create_store(path, spec)
+    assert not partial.exists()
+    check_store(path, spec)
+    assert pending_cells(path) == all_cells(spec)
+
+    # A write that fails while the template is written (a full disk) leaves nothing at all.
+    to_zarr = xr.Dataset.to_zarr
+
+    def full_disk(self: xr.Dataset, store: Any, **options: Any) -> Any:
+        encoding = {name: value for name, value in options.pop("encoding").items() if name != "done"}
+        to_zarr(self.drop_vars(["done"]), store, encoding=encoding, **options)
+        raise OSError(errno.ENOSPC, "No space left on device", str(store))
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", full_disk)
+    other = tmp_path / "other.zarr"
+    with pytest.raises(OSError, match="No space left on device"):
+        create_store(other, spec)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cube.zarr"]
+
+
+def test_check_store_refuses_an_incomplete_cube(tmp_path: Path, spec: SweepSpec) -> None:
+    from pipeline.store import _template
+
+    path = tmp_path / "cube.zarr"
+    # A template written without its last step, the consolidated metadata (as a hessweep before
+    # the atomic creation could leave one): not trusted.
+    _template(spec).to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False)
+    with pytest.raises(StoreError, match=r"an incomplete cube \(no consolidated metadata\)"):
+        check_store(path, spec)
 
 
 def test_cell_round_trips_exactly_with_real_results(cube_path: Path, spec: SweepSpec) -> None:
@@ -296,7 +338,7 @@ def test_pending_cells_shrink_as_cells_are_written(cube_path: Path, spec: SweepS
     counts = summary(cube_path)
     assert counts["done"] == 3 * 4 and counts["failed"] == 0 and counts["total"] == 24
     assert counts["pending"] == 24 - 12
-    assert counts["cells"] == {"total": 6, "done": 3, "pending": 3}
+    assert counts["cells"] == {"total": 6, "done": 3, "failed": 0, "pending": 3}
 
 
 def test_failures_are_recorded_and_not_marked_done(cube_path: Path, spec: SweepSpec) -> None:
@@ -319,10 +361,14 @@ def test_failures_are_recorded_and_not_marked_done(cube_path: Path, spec: SweepS
     assert np.isnan(cube["density"].values[1]).all()
     assert np.isnan(cube["eigenvalues"].values[:, 0]).all()
     np.testing.assert_array_equal(cube["eigenvalues"].values[1, 1], mc[1][1].eigenvalues)
-    assert (1, 1) in pending_cells(cube_path)
+    # No point of the cell is pending: a run leaves it, a run with --retry-failed computes it.
+    assert (1, 1) not in pending_cells(cube_path)
+    assert (1, 1) in pending_cells(cube_path, failed=True)
+    assert failed_cells(cube_path) == {(1, 1): 3}
 
     counts = summary(cube_path)
     assert (counts["done"], counts["failed"], counts["pending"]) == (1, 3, 20)
+    assert counts["cells"] == {"total": 6, "done": 0, "failed": 1, "pending": 5}
     assert [entry["failed"] for entry in counts["axes"]["loss"]] == [1, 2]
     assert [entry["failed"] for entry in counts["axes"]["c"]] == [0, 3]
     assert [entry["done"] for entry in counts["axes"]["signal"]] == [0, 1, 0]
@@ -344,7 +390,29 @@ def test_failures_are_recorded_and_not_marked_done(cube_path: Path, spec: SweepS
     write_cell(cube_path, spec, 1, 1, *fake_cell(spec, 1, 1))
     again = open_cube(cube_path).isel(c=1, signal=1)
     assert again["done"].values.all() and (again["error"].values == "").all()
-    assert (1, 1) not in pending_cells(cube_path)
+    assert (1, 1) not in pending_cells(cube_path, failed=True)
+    assert failed_cells(cube_path) == {}
+
+
+def test_a_theory_that_did_not_converge_is_written_but_fails_its_points(
+    cube_path: Path, spec: SweepSpec
+) -> None:
+    th, mc = fake_cell(spec, 0, 1)
+    th[1] = dataclasses.replace(th[1], converged=False, mass=1.25, note="unresolved near 0")
+    write_cell(cube_path, spec, 0, 1, th, mc)
+
+    cube = open_cube(cube_path).isel(c=0, signal=1).load()
+    assert cube["done"].values.tolist() == [[True, True], [False, False]]
+    assert (cube["status"].values[1] == STATUS_FAILED).all()
+    message = "theory: did not converge (mass 1.25, residual {:.3g}): unresolved near 0"
+    assert (cube["error"].values[1] == message.format(th[1].residual)).all()
+    # Its results are there for inspection, flagged.
+    np.testing.assert_array_equal(cube["density"].values[1], th[1].density)
+    np.testing.assert_array_equal(cube["eigenvalues"].values[1, 0], mc[0][1].eigenvalues)
+    assert not cube["converged"].values[1] and cube["mass"].values[1] == 1.25
+    assert failed_cells(cube_path) == {(0, 1): 2}
+    assert (0, 1) in pending_cells(cube_path, failed=True)
+    assert (0, 1) not in pending_cells(cube_path)
 
 
 def test_write_cell_refuses_malformed_results(cube_path: Path, spec: SweepSpec) -> None:
@@ -496,11 +564,14 @@ def test_verify_passes_complete_cubes_and_names_every_broken_point(
     group["density"][1, 0, 0, 3] = np.nan  # both trials of c[1], logistic, signal[0]
     group["done"][1, 1, 1, 1] = False  # status still says done
     group["status"][0, 0, 0, 1] = STATUS_FAILED  # failed, no message, and still marked done
+    group["converged"][1, 1, 0] = False  # both trials of c[1], square, signal[0]
     checked, problems = verify(dense)
     assert checked == 15
     assert problems == [
         "c[0] = 0.5, loss = logistic, signal[0] = 0, trial 1: done, but its status is not done",
         "c[1] = 2, loss = square, signal[1] = 1, trial 1: status done, but not marked done",
+        "c[1] = 2, loss = square, signal[0] = 0, trial 0: done, but its theory did not converge",
+        "c[1] = 2, loss = square, signal[0] = 0, trial 1: done, but its theory did not converge",
         "c[0] = 0.5, loss = logistic, signal[0] = 0, trial 1: failed without an error message",
         "c[0] = 0.5, loss = square, signal[1] = 1, trial 0: eigenvalues not ascending",
         "c[1] = 2, loss = logistic, signal[0] = 0, trial 0: theory density missing, not finite or negative",
