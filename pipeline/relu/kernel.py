@@ -14,11 +14,13 @@ vector of ``v̂ − c ŵ``: orthogonal to ``ŵ`` in the plane of ``w`` and ``v``
     ∂²f/∂w∂vᵀ  = (1/2π) ((π − θ) I + s c (ŵŵᵀ − nnᵀ) + s² (ŵnᵀ + nŵᵀ))
 
 (the first from ``dθ/dw = −n/|w|`` and ``dŵ/dw = (I − ŵŵᵀ)/|w|``; the third, in the basis
-``(ŵ, n)`` of the plane, is ``ŵnᵀ + v̂mᵀ`` with ``m`` the unit vector of ``ŵ − c v̂``).  Both second
-derivatives are continuous at ``θ = 0`` and ``θ = π``, where ``n`` is undefined: every term with
-``n`` carries a factor ``s``, so they tend to ``0`` and to ``I/2`` (``θ = 0``) or ``0`` (``θ = π``);
-there ``f`` is C² but not C³.  Writing the ``n`` terms with ``s`` outside keeps them accurate near
-parallel pairs: ``n`` is only known to ``ε/s`` there, and its terms are multiplied by ``s``.
+``(ŵ, n)`` of the plane, is ``ŵnᵀ + v̂mᵀ`` with ``m`` the unit vector of ``ŵ − c v̂``; it is
+computed as ``s (ppᵀ − qqᵀ)``, ``p`` and ``q`` the unit vectors of ``ŵ + v̂`` and ``v̂ − ŵ``).  Both
+second derivatives are continuous at ``θ = 0`` and ``θ = π``, where ``n`` is undefined: every term
+with ``n`` carries a factor ``s``, so ``∂²f/∂w² → 0`` at both, ``∂²f/∂w∂vᵀ → I/2`` at ``θ = 0`` and
+``→ 0`` at ``θ = π``; there ``f`` is C² but not C³ (the second derivatives are Lipschitz, not
+differentiable).  Keeping the factor ``s`` outside keeps the terms accurate near parallel pairs:
+``n`` is only known to ``ε/s`` there, and its terms are multiplied by ``s``.
 
 Because ``∂f/∂w(w, w) = w/2`` and ``∂²f/∂w∂vᵀ(w, w) = I/2`` are the self term's derivatives
 (``f(w, w) = |w|²/2``), the gradient and the Hessian of ``L`` are sums over all pairs, self pairs
