@@ -12,7 +12,9 @@ budget is spent, on one BLAS thread.  Prints, per φ:
   ``σ = 1``, and beside it the median over the kept runs of ``σ = tr H₀/P``, the mean eigenvalue of
   the Gauss–Newton part (the theory's ``ε_c`` scales as ``σ²``; at the drifting, large-weight
   minimisers ``σ`` is far from the start's, so no single ``σ`` fits a ratio's runs);
-* how many kept runs change index when the zero tolerance is divided or multiplied by 10;
+* how many kept runs change index when the zero tolerance is divided or multiplied by 10, and the
+  fitted ``ε_c`` with the index counted at zero tolerances from 1e-8 to 1e-4;
+* the mean energy per bin of the index;
 
 and before that the cost of the Hessian (build and eigenvalues) at n = 16.
 
@@ -190,6 +192,24 @@ def report(runs: list[dict[str, Any]], phis: list[float], alpha_max: float) -> s
             f"| {PAPER_INTERCEPTS.get(phi, float('nan')):.3f} | {sigma:.3f} | {theory} "
             f"| {counts[0]}, {counts[1]} |"
         )
+    lines += [
+        "",
+        f"ε_c of the fit p = 3/2 (0 < α ≤ {alpha_max:g}) with the index counted at other zero tolerances:",
+        "",
+    ]
+    lines += ["| τ | " + " | ".join(f"φ = {phi:.4g}" for phi in phis) + " |", "|" + "---|" * (len(phis) + 1)]
+    for tolerance in TOLERANCES:
+        cells = []
+        for phi in phis:
+            kept = [r for r in runs if abs(r["phi"] - phi) < 1e-12 and r["converged"]]
+            energies = np.array([r["energy"] for r in kept])
+            indices = np.array([r["negatives"][f"{tolerance:g}"] / r["parameters"] for r in kept])
+            try:
+                fit = fit_index_law(energies, indices, alpha_max=alpha_max)
+                cells.append(f"{fit.critical_energy:.3f} ± {fit.critical_energy_stderr:.3f} ({fit.points})")
+            except ScenarioError:
+                cells.append("-")
+        lines.append(f"| {tolerance:g} | " + " | ".join(cells) + " |")
     lines += ["", "Mean energy (runs) per index bin, kept runs:", ""]
     labels = ["α = 0"] + [f"({a:g}, {b:g}]" for a, b in itertools.pairwise(BINS)]
     lines += ["| φ | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]

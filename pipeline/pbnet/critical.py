@@ -64,8 +64,8 @@ SeedLike = int | Sequence[int] | np.random.SeedSequence
 CONVERGENCE_TOLERANCE = 1e-6
 # An eigenvalue counts as negative below −ZERO_TOLERANCE·max|λ|, as zero within ±.  The eigensolver's
 # own error (P·ε·max|λ| ≈ 1e-13·max|λ|) is far below; what limits the index is the search: a point with
-# J ≤ 1e-6 is not the critical point, and pushing J on to 1e-10 moved the index of saddles by up to 4
-# eigenvalues (20 runs at n = 6 and 16), whatever the tolerance.  1e-6 is the largest tolerance that
+# J ≤ 1e-6 is not the critical point, and pushing J on to 1e-10 moved the index by up to 5 eigenvalues
+# of 512 (4 of 72 at n = 6; 20 runs), whatever the tolerance.  1e-6 is the largest tolerance that
 # left every saddle's count unchanged (8 runs at n = 16, φ = 1/4: the counts at 1e-9, 1e-7 and 1e-6
 # agree; at 1e-5 three lose one, at 1e-4 up to twelve go).  It also drops the tiny negative
 # eigenvalues (1e-9–1e-6·max|λ|) of near-minimisers at large weights, which vanish as J falls;
@@ -73,19 +73,22 @@ CONVERGENCE_TOLERANCE = 1e-6
 # many runs change index at ZERO_TOLERANCE/10 and ×10.
 ZERO_TOLERANCE = 1e-6
 # Levenberg–Marquardt damping μ of the preconditioner (relative to max λ²): directions with
-# |λ| < √μ·max|λ| ≈ 3e-4·max|λ| are not stretched beyond 1/(√μ·max|λ|).  1e-8 and below let the
-# line search fail (the stretched directions leave the region where the quadratic model holds);
-# 1e-7 and 1e-8 gave the same iteration counts where both worked.
+# |λ| < √μ·max|λ| ≈ 3e-4·max|λ| are stretched no more than the softest.  Measured on 6 saddles at
+# n = 16 (before the transform was normalised, see _minimise_j): 1e-8 needed fewer iterations than 1e-7
+# but stalled in 1 run, 1e-9 in 2, 1e-10 in all (the line search fails once the stretched directions
+# leave the region where the quadratic model of J holds); 1e-7 in none of 18 at φ ∈ {1/16, 1/4, 2/3}.
 PRECONDITIONER_DAMPING = 1e-7
 # L-BFGS iterations per preconditioner: one eigendecomposition (~0.1 s at P = 512) per cycle costs
-# about 200 iterations; 200 per cycle gave fewer iterations but 3× more eigendecompositions and one
-# stall, 1000 twice the iterations.
+# about 200 iterations.  At μ = 1e-8, 200 per cycle took half the iterations of 500 but 3× more
+# eigendecompositions and stalled once; 1000 took twice the iterations.
 CYCLE_ITERATIONS = 500
-# Caps: the descent on L (a level below the minimum is never met; the loss drifts down slowly as
-# units saturate) and the minimisation of J (a saddle needs 3–6·10³ iterations, see above).
+# Caps: the descent on L (a level below the minimum is never met; the loss drifts down slowly as units
+# saturate, and the descent reached J ≤ 1e-6 after 1000–1200 iterations in the runs seen) and the
+# minimisation of J (a saddle needs 3–6·10³ iterations, see above).
 MAX_DESCENT_ITERATIONS = 2000
 MAX_J_ITERATIONS = 20000
-# L-BFGS memory (scipy's default): 5 converged more slowly, 20 and 50 no faster per unit of time.
+# L-BFGS memory (scipy's default).  Plain L-BFGS on J, 6 saddles at n = 16: with 5, none reached
+# J ≤ 1e-6 in 2·10⁴ iterations; with 10, three; 20 and 50 no faster per unit of time.
 _LBFGS_MEMORY = 10
 # Bisection steps on the step that crosses the level: 2^-60 of a step is below rounding.
 _BISECTION_STEPS = 60
@@ -100,7 +103,7 @@ _STALLS = 2
 
 @dataclass(frozen=True, eq=False)
 class NetworkProblem:
-    """The random part of one run: data, start and level.
+    """The random part of one run: data, start and level (the arrays are read-only).
 
     Attributes
     ----------
@@ -129,7 +132,7 @@ class NetworkProblem:
 
 @dataclass(frozen=True, eq=False)
 class NetworkCriticalPoint:
-    """A point found by :func:`find_critical_point`, with its energy and Hessian spectrum.
+    """A point found by :func:`find_critical_point`, with its energy and Hessian spectrum (arrays read-only).
 
     Attributes
     ----------
@@ -281,7 +284,9 @@ def draw_problem(phi: float, seed: SeedLike, *, n: int = 16, init_scale: float =
     X = data.standard_normal((n, m))
     Y = data.standard_normal((n, m))
     theta0 = _child(sequence, 1).standard_normal(2 * n * n) * (init_scale / math.sqrt(n))
-    level = float(_child(sequence, 2).random()) * loss_and_gradient(theta0, X, Y)[0]
+    level = float(_child(sequence, 2).random()) * _forward(theta0, X, Y).loss
+    for array in (X, Y, theta0):
+        array.setflags(write=False)
     return NetworkProblem(phi, n, m, X, Y, theta0, level)
 
 
@@ -540,6 +545,9 @@ def find_critical_point(
         objective, theta, tolerance, max_j_iterations, precondition
     )
     eigenvalues = np.linalg.eigvalsh(hessian(theta, problem.X, problem.Y))
+    theta = np.array(theta)  # a copy of its own: the result's arrays are read-only
+    for array in (theta, eigenvalues):
+        array.setflags(write=False)
     threshold = float(zero_tolerance) * float(np.abs(eigenvalues).max())
     negative = int(np.count_nonzero(eigenvalues < -threshold))
     return NetworkCriticalPoint(
