@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import HessweepError
-from pipeline.sweep import SweepSpec, load_sweep
+from pipeline.sweep import load_sweep
 
 __all__ = ["SelectionError", "describe", "main", "select"]
 
@@ -228,27 +228,11 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe(spec: SweepSpec) -> str:
-    """The lines ``hessweep validate`` prints: grid, points, tasks and the work estimate."""
-    n_c, n_loss, n_signal, trials = spec.shape
-    work = spec.work_estimate()
-    theory_tasks = work["theory_solves"]
-    mc_tasks = work["monte_carlo_draws"]
-    writers = n_c * n_signal
-    return "\n".join(
-        [
-            f"sweep {spec.name}: valid",
-            f"grid: {n_c} c × {n_loss} loss × {n_signal} signal × {trials} trials, p = {spec.p}",
-            f"points: {work['points']} (c × loss × signal), {work['points'] * trials} with trials",
-            f"tasks: {theory_tasks + mc_tasks + writers} "
-            f"({theory_tasks} theory, {mc_tasks} Monte Carlo, {writers} cell writes)",
-            f"work: {theory_tasks} theory solves of {spec.theory.points} points, "
-            f"{mc_tasks} Monte Carlo draws × {work['losses_per_draw']} losses, "
-            f"about {work['monte_carlo_flops']:.3g} flops",
-            f"memory: about {work['monte_carlo_bytes'] / 1e9:.3g} GB per Monte Carlo draw "
-            f"(method {spec.montecarlo.method})",
-        ]
-    )
+def describe(spec: Any) -> str:
+    """The lines ``hessweep validate`` prints: the sweep's name, then its family's grid, tasks and work."""
+    from pipeline.families import family_of
+
+    return "\n".join([f"sweep {spec.name}: valid", *family_of(spec).describe(spec)])
 
 
 # ----------------------------------------------------------------------------------------------
