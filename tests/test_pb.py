@@ -171,12 +171,24 @@ def test_theory_matches_monte_carlo(model: str, phi: float, eps: float) -> None:
     assert abs(np.mean([s.zero_fraction for s in samples]) - theory.atom_zero) <= 2 / MC_N
 
 
-def test_product_index_obeys_the_inertia_bound() -> None:
+def test_product_index_obeys_the_inertia_law() -> None:
     # H₀ ⪰ 0 cannot add negative eigenvalues (Weyl), and H₁ = [[0, H₁₂], [H₁₂ᵀ, 0]] has exactly
     # rank(H₁₂) = min(N/2, N/(2φ)) of them: α ≤ min(1/2, 1/(2φ)) whatever ε, to quadrature error.
     for phi in (0.5, 1.5, 3.0):
         for eps in (0.05, 1.0, 20.0):
             assert solve(phi, eps, "product").index <= min(0.5, 1 / (2 * phi)) + 1e-12
+    # For φ ≥ 2 it is attained: H = F M Fᵀ with F = [A, Ê ⊕ 0, 0 ⊕ X̂] of full column rank
+    # m + 2k ≤ N and M = diag(σ/m I_m, [[0, sI_k], [sI_k, 0]]), so by Sylvester's law of inertia H
+    # has exactly k negative eigenvalues and N − m − 2k zeros: α = 1/(2φ), atom 1 − 2/φ.  The
+    # sample shows it exactly at finite N; the theory to quadrature error (measured 6e-17).
+    for phi, n in ((2.0, 200), (2.5, 200), (4.0, 160)):
+        k, m = round(n / (2 * phi)), round(n / phi)
+        for eps in (1e-3, 0.3, 30.0):
+            drawn = sample(phi, eps, n, seed=(11, n), model="product")
+            assert drawn.index == k / n and drawn.zero_fraction == (n - m - 2 * k) / n
+            theory = solve(phi, eps, "product")
+            assert abs(theory.index - 1 / (2 * phi)) < 1e-13
+            assert theory.atom_zero == pytest.approx(1 - 2 / phi, abs=1e-15)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ __all__ = ["ZERO_TOLERANCE", "PBSample", "sample"]
 # An eigenvalue with |λ| <= ZERO_TOLERANCE·N·max|λ| counts as an exact zero (neither negative nor
 # positive): a backward-stable eigensolver moves every eigenvalue by up to about ε_mach·N·‖H‖, so
 # the N − rank zeros of a rank-deficient H (ε = 0 at φ > 1, the product model at φ > 2) come out
-# with either sign at that size.  Twice the unit roundoff of float64, the same rule as
+# with either sign at that size.  ZERO_TOLERANCE is the machine epsilon of float64: the rule of
 # pipeline.montecarlo.
 ZERO_TOLERANCE = float(np.finfo(np.float64).eps)
 

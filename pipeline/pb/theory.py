@@ -39,7 +39,10 @@ How each quantity is computed, and why:
 * Point 0.  For ``φ > 1`` ``H₀`` has an atom ``1 − 1/φ`` at 0.  The semicircle has none, so the
   wigner model has no atom for ``ε > 0``; the product model's ``H₁`` has rank ``N/φ`` (an atom
   ``1 − 1/φ``), and by Bercovici–Voiculescu the free sum keeps an atom ``1 − 2/φ`` for ``φ > 2``
-  (``G ~ (1 − 2/φ)/z`` is the only balance of eq. 30 as ``z → 0``), in a gap around 0.  At
+  (``G ~ (1 − 2/φ)/z`` is the only balance of eq. 30 as ``z → 0``), in a gap around 0.  For
+  ``φ >= 2`` the index is then exactly ``1/(2φ)`` at every ``ε > 0``: ``H = F M Fᵀ`` with ``F``
+  of full column rank ``N/φ + 2k`` (``k = N/(2φ)``) and ``M`` of inertia ``(N/φ + k, k)``
+  (Sylvester), which ``solve`` reproduces to ~1e-16.  At
   ``ε = 0, φ = 1`` and in the product model at ``ε > 0, φ = 2`` exactly (``G² ~ −1/(4σz)``), 0 is
   a hard edge: ``ρ ~ x^{-1/2}`` for ``x > 0`` (the grid reports ``inf`` there); in the product
   model a gap separates it from a bulk below 0.
@@ -55,16 +58,15 @@ How each quantity is computed, and why:
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.polynomial import polynomial as poly
 from scipy.optimize import brentq
-from scipy.special import roots_jacobi
 
 from pipeline.pb._args import integer, model_name, real
+from pipeline.pb._quadrature import CHECK_NODES, PANEL_NODES, panel_rule, panels
 
 __all__ = ["PBTheory", "critical_energy", "solve"]
 
@@ -86,18 +88,6 @@ _NEWTON_ITERATIONS = 50
 _NEWTON_RESIDUAL = 16.0 * _EPS
 # Critical values closer than this (relative to their size) are one.
 _MERGE = 1e-12
-# Composite quadrature: panels are bisected until every singular point of the density's
-# continuation (branch points z(G*) off the axis, other edges, an atom or hard edge at 0) has a
-# Bernstein-ellipse parameter >= _BERNSTEIN with respect to the panel; Gauss rules of
-# _PANEL_NODES points then err by about _BERNSTEIN^(-2·14) ≈ 1e-17 of the panel's mass, and the
-# _CHECK_NODES rule on the same panels (4^(-20) ≈ 1e-12) is the error estimate.
-_BERNSTEIN = 4.0
-_PANEL_NODES = 14
-_CHECK_NODES = 10
-# A panel is not bisected once its width is this many ulps of its position: bisection could not
-# separate it from a singular point any further (reported as an infinite error estimate).  The
-# singular points never lie inside a piece on the axis, so this only stops a runaway.
-_MIN_PANEL_ULPS = 16.0
 # A branch point this close to the axis (relative to its modulus) is on it: rounding moves a real
 # critical value of another branch off the axis by a few ulps.
 _ON_AXIS = 1e-10
@@ -458,9 +448,9 @@ class _Support:
     """The bulks ``[a, b]``, the exponent of the density at each end and the singular points.
 
     ``exponents`` is 1/2 at a square-root edge, -1/2 at a hard edge.  ``singular`` holds every
-    point (complex) where the density's continuation is not analytic and which is not interior
-    to the support on the axis: the edges, the branch points off the axis, 0 if it holds an atom
-    or a hard edge.
+    point (complex) where the density's continuation may not be analytic and which is not
+    interior to the support on the axis: the edges, the branch points off the axis, and 0 where
+    some branch of ``G`` has a pole there (:func:`_zero_singular`).
     """
 
     edges: np.ndarray
@@ -561,66 +551,17 @@ def _grid(
     return x, density, residual
 
 
-@functools.lru_cache(maxsize=32)
-def _jacobi(n: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss–Jacobi rule of ``n`` points for the weight ``(1 − t)^α (1 + t)^β`` on [-1, 1]."""
-    t, w = roots_jacobi(n, alpha, beta)
-    return t, w
-
-
-def _panel_rule(n: int, lo: float, hi: float, e_lo: float, e_hi: float) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights of ``∫_lo^hi ρ`` when ``ρ ~ (x − lo)^e_lo (hi − x)^e_hi × analytic``."""
-    t, w = _jacobi(n, e_hi, e_lo)
-    half = 0.5 * (hi - lo)
-    x = lo + half * (1.0 + t)
-    # The Jacobi weight is divided back out of ρ: weight_i ρ(x_i)/((x_i − lo)^e_lo (hi − x_i)^e_hi).
-    weight = w * half ** (1.0 + e_lo + e_hi) / ((x - lo) ** e_lo * (hi - x) ** e_hi)
-    return x, weight
-
-
-def _bernstein(points: np.ndarray, lo: float, hi: float) -> float:
-    """The smallest Bernstein-ellipse parameter ``|t + √(t² − 1)|`` of ``points`` for ``[lo, hi]``."""
-    if points.size == 0:
-        return np.inf
-    t = (2.0 * points - (lo + hi)) / (hi - lo)
-    return float(np.abs(t + np.sqrt(t - 1.0) * np.sqrt(t + 1.0)).min())
-
-
-def _panels(a: float, b: float, singular: np.ndarray) -> tuple[list[tuple[float, float]], bool]:
-    """Bisect ``[a, b]`` until every singular point is far enough from each panel.
-
-    A singular point at an end of ``[a, b]`` is left to that end's Jacobi weight on the panel
-    that touches it.  Returns the panels, ascending, and whether none hit the width limit.
-    """
-    inner = singular[(singular != a) & (singular != b)]
-    at_a, at_b = singular[singular == a], singular[singular == b]
-    done: list[tuple[float, float]] = []
-    resolved = True
-    stack = [(a, b)]
-    while stack:
-        lo, hi = stack.pop()
-        others = np.concatenate([inner, at_a if lo != a else [], at_b if hi != b else []])
-        floor = hi - lo <= _MIN_PANEL_ULPS * _EPS * max(abs(lo), abs(hi))
-        if floor or _bernstein(others, lo, hi) >= _BERNSTEIN:
-            resolved &= not floor
-            done.append((lo, hi))
-        else:
-            middle = 0.5 * (lo + hi)
-            stack += [(middle, hi), (lo, middle)]
-    return done, resolved
-
-
 def _integrate(equation: _Equation, support: _Support) -> tuple[np.ndarray, float, float, float]:
     """The mass of each bulk, the index ``α``, the quadrature error estimate and the largest residual."""
     ends, exponents, bulk = support.pieces()
     piece_of, rules, resolved = [], [], True
     for i, ((a, b), (ea, eb)) in enumerate(zip(ends, exponents, strict=True)):
-        panels, ok = _panels(float(a), float(b), support.singular)
+        pieces_panels, ok = panels(float(a), float(b), support.singular)
         resolved &= ok
-        for lo, hi in panels:
+        for lo, hi in pieces_panels:
             e_lo, e_hi = (ea if lo == a else 0.0), (eb if hi == b else 0.0)
             rules.append(
-                (_panel_rule(_PANEL_NODES, lo, hi, e_lo, e_hi), _panel_rule(_CHECK_NODES, lo, hi, e_lo, e_hi))
+                (panel_rule(PANEL_NODES, lo, hi, e_lo, e_hi), panel_rule(CHECK_NODES, lo, hi, e_lo, e_hi))
             )
             piece_of.append(i)
     nodes = np.concatenate([x for pair in rules for x, _ in pair])
