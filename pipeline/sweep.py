@@ -12,15 +12,16 @@ than silently overwritten.  This module knows nothing of Dask or Zarr.
 
 from __future__ import annotations
 
+import codecs
 import copy
 import json
 import math
 import os
 import re
+import reprlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import product
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -57,6 +58,23 @@ MONTECARLO_METHODS = ("dense", "lanczos")
 MAX_CELLS = 10**6
 #: Largest Monte Carlo dimension: one dense ``p × p`` Hessian at 10⁵ is 80 GB.
 MAX_P = 100_000
+# Most samples n = round(p / c) of a draw: its n × p features at 10⁹ are 16 GB even at p = 2.
+_MAX_SAMPLES = 10**9
+# Most abscissae of the theory's density: one fixed-point solve each; 10⁵ resolves a 10⁻⁵ of the support.
+_MAX_THEORY_POINTS = 100_000
+# Longest name: it names the store and its lock, `<name>.zarr.lock`, a file name of at most 255 bytes.
+_MAX_NAME = 128
+# Largest sweep text, in bytes of a file or characters of a string.  A sweep is a few kB, one with an
+# axis of 10⁴ values written out about 100 kB; the pure-Python YAML parser (kept for its exact error
+# messages) spends about 10 µs and 1 kB of memory a character, so beyond this limit reading alone
+# would take minutes and gigabytes.
+_MAX_TEXT = 256 * 1024
+# Deepest YAML nesting: the deepest field, `fixed.cov.eigenvalues[J]`, is 5 levels down.  The limit
+# keeps the composer's recursion and the scanner's look-ahead over deep flow nests bounded.
+_MAX_DEPTH = 32
+# Most YAML nodes of a document, aliases counted at each use: literal text within _MAX_TEXT holds
+# under 2 × 10⁵, so only aliases of aliases ("billion laughs") come near it.
+_MAX_NODES = 10**6
 # Fewest points of the theory's density grid that resolve a bulk with one or two edges.
 _MIN_THEORY_POINTS = 32
 
@@ -70,10 +88,21 @@ _AXIS_KEYS = ("start", "stop", "num", "scale")
 _FIXED_KEYS = ("mu", "w_star", "w", "cov", "labels")
 _LANCZOS_KEYS = ("probes", "steps", "dtype", "memory_gb")
 _MONTECARLO_KEYS = ("k", "method", *_LANCZOS_KEYS)
+# The strings that fixed.w may be (Scenario's); a signal that sets w's norm or angle needs a mapping.
+_W_NAMES = ("w_star", "zero")
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
-_COV_TARGET = re.compile(r"cov\.eigenvalues\[(0|[1-9][0-9]*)\]")
+# At most 9 digits: a covariance has fewer than MAX_P / 2 blocks, and int() refuses > 4300 digits.
+_COV_TARGET = re.compile(r"cov\.eigenvalues\[(0|[1-9][0-9]{0,8})\]")
 # A differing list longer than this is summarised in `differences` instead of printed whole.
 _SHOWN_VALUES = 8
+# Values quoted in error messages are cut short: a message is one line, whatever the file holds.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlevel = 2
+# Longest key written as is in a path; a longer one, or one with unprintable characters, is quoted.
+_SHOWN_KEY = 60
+# Longest message taken from a ScenarioError (which may quote the value it refuses in full).
+_SHOWN_REASON = 300
 
 
 # ----------------------------------------------------------------------------------------------
@@ -442,7 +471,8 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
     Raises
     ------
     SweepError
-        For text that is not UTF-8, not YAML, or not a valid sweep; its ``source`` is ``path``.
+        For text that is not UTF-8, not YAML, or not a valid sweep, and for a file of more than
+        256 kB (a sanity limit); its ``source`` is ``path``.
     OSError
         If the file cannot be read.
 
@@ -450,13 +480,19 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
     --------
     parse_sweep
     """
-    raw = Path(path).read_bytes()
     source = os.fspath(path)
+    with open(path, "rb") as file:
+        # Read one byte past the limit, never the whole of a huge (or endless) file.
+        raw = file.read(_MAX_TEXT + 1)
+    if len(raw) > _MAX_TEXT:
+        raise SweepError(_ROOT, f"more than {_MAX_TEXT} bytes {_TOO_LONG}", source=source)
+    # The byte order mark is stripped by hand so that an error's offset counts from the file's start.
+    start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw[start:].decode("utf-8")
     except UnicodeDecodeError as error:
-        bad = raw[error.start]
-        reason = f"not UTF-8 text: byte 0x{bad:02x} at offset {error.start} cannot be decoded"
+        offset = start + error.start
+        reason = f"not UTF-8 text: byte 0x{raw[offset]:02x} at offset {offset} cannot be decoded"
         raise SweepError(_ROOT, reason, source=source) from None
     return parse_sweep(text, source=source)
 
@@ -489,8 +525,11 @@ def parse_sweep(text: str, *, source: str = "<string>") -> SweepSpec:
     SweepError
         Naming the YAML path (``"<root>"`` for the document) and the reason.  Besides wrong
         types, unknown keys and impossible values, the sanity limits :data:`MAX_CELLS` and
-        :data:`MAX_P` are enforced.  Every scenario of the grid must be valid: one is built for
-        each ``(c, loss)`` at the first and at the last signal value.
+        :data:`MAX_P` are enforced, and others on the text (256 k characters), its nesting (32
+        levels) and its size with aliases expanded, the samples ``round(p / c)`` (10⁹), the
+        theory's points (10⁵) and the name's length (128).  Only plain YAML data is read: a tag
+        that would construct an object is refused.  Every scenario of the grid must be valid: one
+        is built for each ``(c, loss)`` at the first and at the last signal value.
 
     Examples
     --------
@@ -527,6 +566,8 @@ def parse_sweep(text: str, *, source: str = "<string>") -> SweepSpec:
     pipeline.errors.SweepError: p: must be >= 2
     """
     try:
+        if len(text) > _MAX_TEXT:
+            raise SweepError(_ROOT, f"more than {_MAX_TEXT} characters {_TOO_LONG}")
         data = _safe_load(text)
         return spec_from_dict(data, source_text=text)
     except SweepError as error:
@@ -549,66 +590,157 @@ def spec_from_dict(data: Any, *, source_text: str | None = None) -> Any:
 
     family = data.get("family", "glm") if isinstance(data, Mapping) else "glm"
     if not isinstance(family, str) or family not in FAMILIES:
-        raise SweepError("family", f"must be one of {', '.join(FAMILIES)}")
+        raise SweepError("family", f"must be one of {', '.join(FAMILIES)}, not {_repr(family)}")
     return FAMILIES[family].parse(data, source_text=source_text)
 
 
+_TOO_LONG = "(a sanity limit: a sweep is a few kB; write a long axis as {start, stop, num})"
+
+
 def _safe_load(text: str) -> Any:
-    """``yaml.safe_load``, refusing object tags, duplicate keys and recursive aliases by path."""
+    """``yaml.safe_load``, refusing object tags, duplicate keys, bad scalars and alias bombs by path."""
+    loader = None
     try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                return None
-            _check_node(node, _ROOT, set(), set())
-            return loader.construct_document(node)
-        finally:
-            loader.dispose()
+        loader = _Loader(text)  # which reads the text for unprintable characters at once
+        node = loader.get_single_node()
+        return None if node is None else _PlainData(loader).construct(node)
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        what = "; ".join(part for part in (error.context, error.problem) if part)
-        raise SweepError(_ROOT, f"invalid YAML{where}: {what}") from None
+        raise SweepError(_ROOT, _yaml_reason(error)) from None
     except yaml.reader.ReaderError as error:
         where = f"character #x{error.character:04x} at offset {error.position}"
         raise SweepError(_ROOT, f"invalid YAML: {where}: {error.reason}") from None
     except yaml.YAMLError as error:
-        raise SweepError(_ROOT, f"invalid YAML: {error}") from None
-    except RecursionError:
-        raise SweepError(_ROOT, "the YAML is nested too deeply") from None
+        raise SweepError(_ROOT, f"invalid YAML: {_one_line(str(error))}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _yaml_reason(error: yaml.MarkedYAMLError) -> str:
+    mark = error.problem_mark or error.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    what = "; ".join(part for part in (error.context, error.problem) if part)
+    return f"invalid YAML{where}: {_one_line(what)}"
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, refusing nesting deeper than ``_MAX_DEPTH`` as it reads, by path.
+
+    The composer recurses once per level, and the scanner, which reads up to 1024 characters
+    ahead of the composer, spends time on each token in proportion to the depth of the flow
+    collections (``[[[...``) it is in: a deep nest must be stopped before either runs away.  The
+    composer names the node at the depth limit; the scanner the node that the composer is in
+    (the field holding the nest, or the list or mapping holding that) and the place in the text.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._paths: list[str] = []
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        if self.flow_level >= _MAX_DEPTH:
+            path = self._paths[-1] if self._paths else _ROOT
+            mark = self.get_mark()
+            where = f"line {mark.line + 1}, column {mark.column + 1}"
+            raise SweepError(path, f"nested deeper than {_MAX_DEPTH} levels (at {where})")
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if parent is None:
+            path = _ROOT
+        elif isinstance(index, yaml.Node):  # the value of a mapping's key
+            path = _join(self._paths[-1], index.value if isinstance(index, yaml.ScalarNode) else "<key>")
+        elif isinstance(index, int):  # an item of a sequence
+            path = f"{self._paths[-1]}[{index}]"
+        else:  # a mapping's key
+            path = self._paths[-1]
+        if len(self._paths) >= _MAX_DEPTH:
+            raise SweepError(path, f"nested deeper than {_MAX_DEPTH} levels")
+        self._paths.append(path)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._paths.pop()
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-def _check_node(node: yaml.Node, path: str, ancestors: set[int], seen: set[int]) -> None:
-    """Walk the YAML node graph before construction; ``seen`` keeps aliases from being re-walked."""
-    if id(node) in ancestors:
-        raise SweepError(path, "recursive YAML alias")
-    if id(node) in seen:
-        return
-    seen.add(id(node))
-    if node.tag not in yaml.SafeLoader.yaml_constructors:
-        raise SweepError(path, f"YAML tag {node.tag!r} is not allowed: a sweep holds plain data only")
-    ancestors = ancestors | {id(node)}
-    if isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _check_node(item, f"{path}[{i}]", ancestors, seen)
-    elif isinstance(node, yaml.MappingNode):
-        lines: dict[tuple[str, str], int] = {}
-        for key, value in node.value:
-            if key.tag == _MERGE_TAG:
-                _check_node(value, path, ancestors, seen)
-                continue
-            _check_node(key, path, ancestors, seen)
-            child = _join(path, key.value if isinstance(key, yaml.ScalarNode) else "<key>")
-            if isinstance(key, yaml.ScalarNode):
-                line = key.start_mark.line + 1
-                if (key.tag, key.value) in lines:
-                    raise SweepError(child, f"duplicate key (lines {lines[key.tag, key.value]} and {line})")
-                lines[key.tag, key.value] = line
-            _check_node(value, child, ancestors, seen)
+class _PlainData:
+    """Check a composed YAML document node by node and construct it, naming the path of any fault.
+
+    Refused: tags that are not plain data, duplicate keys, recursive aliases, scalars that their
+    tag cannot read (``2001-13-45``, ``!!int x``), and, counting each alias at every use, more
+    than ``_MAX_NODES`` nodes or ``_MAX_DEPTH`` levels.  The nodes are walked in document order,
+    and an alias always follows its anchor, so each node is checked and constructed once.
+    """
+
+    def __init__(self, loader: yaml.SafeLoader) -> None:
+        self._loader = loader
+        self._shapes: dict[int, tuple[int, int]] = {}  # id(node): (nodes, depth) with aliases expanded
+        self._open: set[int] = set()  # the nodes being walked: an alias to one of them is recursive
+
+    def construct(self, node: yaml.Node) -> Any:
+        self._walk(node, _ROOT)
+        return self._loader.construct_object(node, deep=True)
+
+    def _walk(self, node: yaml.Node, path: str) -> tuple[int, int]:
+        key = id(node)
+        if key in self._open:
+            raise SweepError(path, "recursive YAML alias")
+        if key in self._shapes:
+            return self._shapes[key]
+        if node.tag not in yaml.SafeLoader.yaml_constructors:
+            reason = f"YAML tag {_repr(node.tag)} is not allowed: a sweep holds plain data only"
+            raise SweepError(path, reason)
+        self._open.add(key)
+        size, depth = 1, 0
+        for child, child_path in self._children(node, path):
+            child_size, child_depth = self._walk(child, child_path)
+            size, depth = size + child_size, max(depth, child_depth)
+        self._open.discard(key)
+        depth += 1
+        if depth > _MAX_DEPTH:
+            raise SweepError(path, f"nested deeper than {_MAX_DEPTH} levels (through YAML aliases)")
+        if size > _MAX_NODES:
+            raise SweepError(path, f"expands to more than {_MAX_NODES} values through YAML aliases")
+        self._build(node, path)
+        self._shapes[key] = size, depth
+        return size, depth
+
+    @staticmethod
+    def _children(node: yaml.Node, path: str) -> Iterator[tuple[yaml.Node, str]]:
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                yield item, f"{path}[{i}]"
+        elif isinstance(node, yaml.MappingNode):
+            lines: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                if key.tag == _MERGE_TAG:
+                    yield value, path
+                    continue
+                yield key, path
+                child = _join(path, key.value if isinstance(key, yaml.ScalarNode) else "<key>")
+                if isinstance(key, yaml.ScalarNode):
+                    line = key.start_mark.line + 1
+                    first = lines.get((key.tag, key.value))
+                    if first is not None:
+                        raise SweepError(child, f"duplicate key (lines {first} and {line})")
+                    lines[key.tag, key.value] = line
+                yield value, child
+
+    def _build(self, node: yaml.Node, path: str) -> None:
+        """Construct ``node`` (its children are built already), naming its path if that fails."""
+        try:
+            self._loader.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as error:
+            raise SweepError(path, _yaml_reason(error)) from None
+        except (ValueError, KeyError, AttributeError, OverflowError) as error:
+            # What PyYAML's safe constructors raise for a scalar that its tag, resolved from its
+            # look or written, cannot read: a date 2001-13-45, an int of > 4300 digits, !!bool x.
+            kind = node.tag.rsplit(":", 1)[-1]
+            detail = f" ({_one_line(str(error).split(';')[0])})" if isinstance(error, ValueError) else ""
+            raise SweepError(path, f"must be a valid YAML {kind}, not {_repr(node.value)}{detail}") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -630,7 +762,10 @@ def _validate(data: Any) -> SweepSpec:
     if not name:
         raise SweepError("name", "must not be empty")
     if not _NAME_PATTERN.fullmatch(name):
-        reason = f"must hold only letters, digits, '-' and '_' (it names the store), not {name!r}"
+        reason = f"must hold only letters, digits, '-' and '_' (it names the store), not {_repr(name)}"
+        raise SweepError("name", reason)
+    if len(name) > _MAX_NAME:
+        reason = f"must be at most {_MAX_NAME} characters (it names the store), not {len(name)}"
         raise SweepError("name", reason)
     p = _integer(top["p"], "p", minimum=2)
     if p > MAX_P:
@@ -640,23 +775,27 @@ def _validate(data: Any) -> SweepSpec:
     target = top.get("signal", "mu.norm")
     if not isinstance(target, str) or not (target in SIGNAL_TARGETS[:-1] or _COV_TARGET.fullmatch(target)):
         hint = " (the signal values go under grid.signal)" if not isinstance(target, str) else ""
-        raise SweepError("signal", f"must be one of {', '.join(SIGNAL_TARGETS)}, not {target!r}{hint}")
+        raise SweepError("signal", f"must be one of {', '.join(SIGNAL_TARGETS)}, not {_repr(target)}{hint}")
 
-    grid = _grid(top["grid"])
-    cells = len(grid.c) * len(grid.loss) * len(grid.signal) * trials
-    if cells > MAX_CELLS:
-        raise SweepError(
-            "grid",
-            f"{len(grid.c)} c × {len(grid.loss)} loss × {len(grid.signal)} signal × {trials} trials "
-            f"= {cells} cells, more than the sanity limit of {MAX_CELLS}",
-        )
+    grid = _grid(top["grid"], trials)
     for i, c in enumerate(grid.c):
-        if round(p / c) < 1:
+        samples = p / c  # inf for a subnormal c
+        if samples > _MAX_SAMPLES:
+            reason = (
+                f"p = {p} at c = {c:g} gives n = round(p/c) = {samples:.3g} samples, "
+                f"more than the sanity limit of {_MAX_SAMPLES}"
+            )
+            raise SweepError(f"grid.c[{i}]", reason)
+        if round(samples) < 1:
             raise SweepError(f"grid.c[{i}]", f"p = {p} at c = {c:g} gives n = round(p/c) = 0 samples")
 
     fixed = _fixed(top.get("fixed"), target, grid.signal)
+    _check_huge_integers(fixed, "fixed")
+    _check_huge_integers(top.get("model"), "model")
     montecarlo = _montecarlo(top.get("montecarlo"), p)
     theory = TheoryOptions(**_options(top.get("theory"), "theory", {"points": _MIN_THEORY_POINTS}))
+    if theory.points > _MAX_THEORY_POINTS:
+        raise SweepError("theory.points", f"must be <= {_MAX_THEORY_POINTS} (a sanity limit)")
 
     spec = SweepSpec(
         name=name,
@@ -679,11 +818,23 @@ def _validate(data: Any) -> SweepSpec:
     return _normalised(spec, first)
 
 
-def _grid(value: Any) -> Grid:
+def _grid(value: Any, trials: int) -> Grid:
     grid = _mapping(value, "grid", _GRID_KEYS)
     for key in _GRID_KEYS:
         if key not in grid:
             raise SweepError(f"grid.{key}", "is required")
+    # The cells are counted before any axis is read, so that a huge grid costs nothing to refuse.
+    # An axis whose length cannot be told is malformed, and refused below as it is read.
+    lengths = [length for key in _GRID_KEYS if (length := _length(grid[key])) is not None]
+    if len(lengths) == len(_GRID_KEYS):
+        n_c, n_loss, n_signal = lengths
+        cells = n_c * n_loss * n_signal * trials
+        if cells > MAX_CELLS:
+            raise SweepError(
+                "grid",
+                f"{n_c} c × {n_loss} loss × {n_signal} signal × {trials} trials "
+                f"= {cells} cells, more than the sanity limit of {MAX_CELLS}",
+            )
     c = _axis(grid["c"], "grid.c")
     for i, value_c in enumerate(c):
         if value_c <= 0:
@@ -698,6 +849,18 @@ def _grid(value: Any) -> Grid:
             raise SweepError(f"grid.loss[{i}]", f"must be a loss name, not {_type(loss)}")
     _unique(losses, "grid.loss")
     return Grid(c=c, loss=tuple(losses), signal=_axis(grid["signal"], "grid.signal"))
+
+
+def _length(axis: Any) -> int | None:
+    """The number of values of an axis; None if ``_axis`` refuses it for its form or its length."""
+    length: Any = None
+    if isinstance(axis, (list, tuple)):
+        length = len(axis)
+    elif isinstance(axis, Mapping):
+        length = axis.get("num")
+    if isinstance(length, int) and not isinstance(length, bool) and 1 <= length <= MAX_CELLS:
+        return length
+    return None
 
 
 def _axis(value: Any, path: str) -> tuple[float, ...]:
@@ -719,15 +882,17 @@ def _axis(value: Any, path: str) -> tuple[float, ...]:
         if num > MAX_CELLS:
             raise SweepError(f"{path}.num", f"must be <= {MAX_CELLS} (a sanity limit)")
         scale = axis.get("scale", "linear")
-        if scale == "linear":
-            array = np.linspace(start, stop, num)
-        elif scale == "log":
+        if scale not in ("linear", "log"):
+            raise SweepError(f"{path}.scale", f"must be 'linear' or 'log', not {_repr(scale)}")
+        if scale == "log":
             for key, bound in (("start", start), ("stop", stop)):
                 if bound <= 0:
                     raise SweepError(f"{path}.{key}", "must be > 0 for scale: log")
-            array = np.geomspace(start, stop, num)
-        else:
-            raise SweepError(f"{path}.scale", f"must be 'linear' or 'log', not {scale!r}")
+        # stop - start overflows for ends near ±1.8e308: refused below rather than warned about.
+        with np.errstate(over="ignore", invalid="ignore"):
+            array = np.linspace(start, stop, num) if scale == "linear" else np.geomspace(start, stop, num)
+        if not np.isfinite(array).all():
+            raise SweepError(path, f"stop - start = {stop:g} - {start:g} overflows a float")
         values = tuple(float(v) for v in array)
     else:
         raise SweepError(path, f"must be a list or {{start, stop, num, scale}}, not {_type(value)}")
@@ -746,10 +911,11 @@ def _fixed(value: Any, target: str, signal: tuple[float, ...]) -> dict[str, Any]
     if isinstance(given, Mapping) and scalar in given:
         reason = f"is set by the signal axis (signal: {target}); remove it"
         raise SweepError(f"fixed.{vector}.{scalar}", reason)
-    if isinstance(given, str):
-        reason = f"{target} needs fixed.{vector} as a mapping {{norm, angle}}, not {given!r}"
+    if vector == "w" and given in _W_NAMES:
+        reason = f"{target} needs fixed.{vector} as a mapping {{norm, angle}}, not {_repr(given)}"
         raise SweepError("signal", reason)
-    if scalar == "angle":
+    # A value of another type is the Scenario's to refuse, at its own path.
+    if scalar == "angle" and (vector not in fixed or isinstance(given, Mapping)):
         norm = given.get("norm", 0.0) if isinstance(given, Mapping) else 0.0
         if not isinstance(norm, bool) and isinstance(norm, (int, float)) and norm == 0:
             raise SweepError(
@@ -757,7 +923,7 @@ def _fixed(value: Any, target: str, signal: tuple[float, ...]) -> dict[str, Any]
                 f"{target} rotates a vector of norm 0, so every point would be the same: "
                 f"set fixed.{vector}.norm > 0",
             )
-    else:
+    elif scalar != "angle":
         for i, s in enumerate(signal):
             if s < 0:
                 raise SweepError(f"grid.signal[{i}]", f"must be >= 0 (it sets {target})")
@@ -766,10 +932,15 @@ def _fixed(value: Any, target: str, signal: tuple[float, ...]) -> dict[str, Any]
 
 def _check_covariance_target(cov: Any, target: str, index: int, signal: tuple[float, ...]) -> None:
     """``fixed.cov.eigenvalues`` must hold ``null`` at the index the signal sets; the signal be > 0."""
-    eigenvalues = cov.get("eigenvalues") if isinstance(cov, Mapping) else None
-    if not isinstance(eigenvalues, (list, tuple)):
+    if cov is not None and not isinstance(cov, Mapping):
+        raise SweepError("fixed.cov", f"must be a mapping with eigenvalues and weights, not {_type(cov)}")
+    eigenvalues = cov.get("eigenvalues") if cov is not None else None
+    if eigenvalues is None:
         reason = f"{target} needs fixed.cov.eigenvalues, a list with null at [{index}] (the signal's place)"
         raise SweepError("signal", reason)
+    if not isinstance(eigenvalues, (list, tuple)):
+        reason = f"must be a list with null at [{index}] (the signal's place), not {_type(eigenvalues)}"
+        raise SweepError("fixed.cov.eigenvalues", reason)
     if index >= len(eigenvalues):
         count = len(eigenvalues)
         reason = f"{target} is out of range: fixed.cov.eigenvalues has {count} entries, [0] to [{count - 1}]"
@@ -787,7 +958,7 @@ def _montecarlo(value: Any, p: int) -> MonteCarloOptions:
     method = options.get("method", "dense")
     if method not in MONTECARLO_METHODS:
         raise SweepError(
-            "montecarlo.method", f"must be one of {', '.join(MONTECARLO_METHODS)}, not {method!r}"
+            "montecarlo.method", f"must be one of {', '.join(MONTECARLO_METHODS)}, not {_repr(method)}"
         )
     k = _integer(options.get("k", 2), "montecarlo.k", minimum=0)
     if method == "dense":
@@ -806,7 +977,7 @@ def _montecarlo(value: Any, p: int) -> MonteCarloOptions:
         raise SweepError("montecarlo.k", f"must be <= probes × steps = {probes * steps}")
     dtype = options.get("dtype", "float64")
     if dtype not in DTYPES:
-        raise SweepError("montecarlo.dtype", f"must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        raise SweepError("montecarlo.dtype", f"must be one of {', '.join(DTYPES)}, not {_repr(dtype)}")
     memory = _finite(options.get("memory_gb", 16.0), "montecarlo.memory_gb")
     if memory <= 0:
         raise SweepError("montecarlo.memory_gb", "must be > 0")
@@ -833,8 +1004,10 @@ def _build(spec: SweepSpec, i_c: int, i_loss: int, i_signal: int) -> Scenario:
     try:
         return spec.scenario(i_c, i_loss, i_signal)
     except ScenarioError as error:
-        path = _scenario_path(error.field, spec.signal_target, i_c, i_loss, i_signal)
-        raise SweepError(path, error.reason + _context(spec, path, i_c, i_loss, i_signal)) from None
+        # The Scenario quotes keys and values as given: escaped and cut short here, to one line.
+        path = _one_line(_scenario_path(error.field, spec.signal_target, i_c, i_loss, i_signal))
+        reason = _one_line(error.reason) + _context(spec, path, i_c, i_loss, i_signal)
+        raise SweepError(path, reason) from None
 
 
 def _scenario_path(field: str, target: str, i_c: int, i_loss: int, i_signal: int) -> str:
@@ -862,7 +1035,7 @@ def _context(spec: SweepSpec, path: str, i_c: int, i_loss: int, i_signal: int) -
         ("grid.loss", i_loss, spec.grid.loss[i_loss]),
         ("grid.signal", i_signal, spec.grid.signal[i_signal]),
     )
-    where = [f"{axis}[{i}] = {value!r}" for axis, i, value in axes if i > 0 and not path.startswith(axis)]
+    where = [f"{axis}[{i}] = {_repr(v)}" for axis, i, v in axes if i > 0 and not path.startswith(axis)]
     return f" (at {', '.join(where)})" if where else ""
 
 
@@ -912,8 +1085,23 @@ def _type(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _repr(value: Any) -> str:
+    """``repr(value)``, cut short: what a message quotes of a value from the file."""
+    return _SHORT.repr(value)
+
+
+def _one_line(text: str) -> str:
+    """``text`` with unprintable characters escaped (a message is one line), cut short."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= _SHOWN_REASON else text[: _SHOWN_REASON - 1] + "…"
+
+
 def _join(path: str, key: Any) -> str:
-    return str(key) if path == _ROOT else f"{path}.{key}"
+    """``path.key``; a key that is not a short printable string is quoted (``grid.'a\\nb'``)."""
+    if not (isinstance(key, str) and key.isprintable() and len(key) <= _SHOWN_KEY):
+        key = _repr(key)
+    return key if path == _ROOT else f"{path}.{key}"
 
 
 def _mapping(value: Any, path: str, known: tuple[str, ...]) -> Mapping[str, Any]:
@@ -938,12 +1126,36 @@ def _finite(value: Any, path: str) -> float:
         reason = f"must be a number, not {_type(value)}"
         if isinstance(value, str) and _looks_numeric(value):
             # YAML 1.1 reads 1e-3 (no dot) as text: the commonest way to get here.
-            reason += f" ({value!r}: write exponents with a dot, e.g. 1.0e-3)"
+            reason += f" ({_repr(value)}: write exponents with a dot, e.g. 1.0e-3)"
         raise SweepError(path, reason)
-    number = float(value)
+    number = float(value) if isinstance(value, float) or _fits_float(value) else math.inf
     if not math.isfinite(number):
         raise SweepError(path, "must be finite")
     return number
+
+
+def _fits_float(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _check_huge_integers(value: Any, path: str, seen: set[int] | None = None) -> None:
+    """Refuse an integer too large for a float anywhere in ``value`` (Scenario reads numbers as floats).
+
+    Aliases make ``value`` a graph that may share parts: ``seen`` walks each container once.
+    """
+    seen = set() if seen is None else seen
+    if isinstance(value, int) and not isinstance(value, bool) and not _fits_float(value):
+        raise SweepError(path, "must be finite")
+    if isinstance(value, (Mapping, list, tuple)) and id(value) not in seen:
+        seen.add(id(value))
+        items = value.items() if isinstance(value, Mapping) else enumerate(value)
+        for key, item in items:
+            child = _join(path, key) if isinstance(value, Mapping) else f"{path}[{key}]"
+            _check_huge_integers(item, child, seen)
 
 
 def _looks_numeric(text: str) -> bool:
@@ -959,7 +1171,7 @@ def _unique(values: list[Any] | tuple[Any, ...], path: str) -> None:
     for i, v in enumerate(values):
         j = first.setdefault(v, i)
         if j != i:
-            raise SweepError(f"{path}[{i}]", f"duplicate of {path}[{j}] ({v!r})")
+            raise SweepError(f"{path}[{i}]", f"duplicate of {path}[{j}] ({_repr(v)})")
 
 
 def _check_index(index: int, size: int, name: str) -> None:
