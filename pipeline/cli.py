@@ -184,10 +184,11 @@ def _positive(text: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    # Dask, xarray and Zarr load only for the commands that need them: `validate` stays quick.
+    spec = load_sweep(args.sweep)
+    # Dask, xarray and Zarr load only once the sweep is valid (a bad file is refused at once) and
+    # only for the commands that need them.
     from pipeline import runner
 
-    spec = load_sweep(args.sweep)
     path = args.store or os.path.join("results", f"{spec.name}.zarr")
     show = sys.stdout.isatty() if args.progress is None else args.progress
     report = runner.run_sweep(
