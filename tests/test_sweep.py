@@ -173,7 +173,8 @@ def test_geomspace_keeps_its_ends_exact() -> None:
         (
             sweep(steps=3),
             "steps",
-            "unknown key (known: family, fixed, grid, model, montecarlo, name, p, seed, signal, theory, trials)",
+            "unknown key (known: family, fixed, grid, model, montecarlo, name, p, seed, signal, theory, "
+            "trials)",
         ),
         (sweep(grid=grid(trial=[1])), "grid.trial", "unknown key (known: c, loss, signal)"),
         (
