@@ -126,13 +126,14 @@ _VARIABLES = {
 _BATCH_FLOPS = 3e7
 # One-core costs, for batching only (a factor 2 off only halves or doubles a batch), measured with
 # OMP_NUM_THREADS=1 on the shared 2-core machine: pipeline.pb.solve takes 3-13 ms whatever the
-# points (16-400: the quadrature, not the grid, is its work); a draw's Python calls and small
-# arrays about 1 ms, then its BLAS/LAPACK work at about 1.5e10 flop/s (dsyrk, dsyevd; 0.25-0.45 s
-# at N = 1000, 1.7-2.5 s at N = 2000) and its normal deviates at about 1e8 per second; a cell's
-# write about 0.06 s (the GLM family's measurement: the same store).
+# points (16-400: the quadrature, not the grid, is its work); a draw about 1 ms of Python calls and
+# small arrays, its BLAS/LAPACK work (dsyrk, dsyevd) at about 2e10 flop/s and its normal deviates
+# at about 1e8 per second (so 1.7 ms at N = 100, φ = 0.25; 0.02-0.05 s at N = 500; 0.12-0.27 s at
+# N = 1000, where this model says 0.11-0.32 s); a cell's write about 0.06 s (the GLM family's
+# measurement: the same store).
 _SOLVE_SECONDS = 0.01
 _DRAW_SECONDS = 1e-3
-_FLOPS_PER_SECOND = 1.5e10
+_FLOPS_PER_SECOND = 2e10
 _NORMALS_PER_SECOND = 1e8
 _WRITE_SECONDS = 0.06
 
@@ -660,7 +661,8 @@ def cell_data(
     for trial, sample in enumerate(montecarlo):
         point = (0, 0, trial)
         if isinstance(sample, CellFailure):
-            messages.append(sample.message)
+            if sample.message not in messages:  # a failed part of several trials: said once
+                messages.append(sample.message)
             message = f"montecarlo: {sample.message}"
             errors[trial] = f"{errors[trial]}; {message}" if errors[trial] else message
             continue
