@@ -393,11 +393,11 @@ def _validate(data: Any) -> PBSpec:
             reason = f"N = {n} at phi = {phi:g} gives m = round(N/phi) = 0 data columns"
             raise SweepError(f"grid.phi[{i}]", reason)
         if not math.isfinite(columns) or spec.draw_bytes(i) > MAX_DRAW_BYTES:
-            size = 8 * columns * n
+            size = spec.draw_bytes(i) / 1e9 if math.isfinite(columns) else math.inf
             raise SweepError(
                 f"grid.phi[{i}]",
                 f"N = {n} at phi = {phi:g} gives m = round(N/phi) = {columns:.3g} data columns, a draw of "
-                f"{size / 1e9:.3g} GB, more than the sanity limit of {MAX_DRAW_BYTES / 1e9:g} GB",
+                f"{size:.3g} GB, more than the sanity limit of {MAX_DRAW_BYTES / 1e9:g} GB",
             )
     return spec
 
