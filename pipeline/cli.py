@@ -284,7 +284,7 @@ def _status_text(path: str, summary: Mapping[str, Any]) -> str:
         more = "" if shown == summary["failed"] else f", the first {shown}"
         lines.append(f"failed points{more} (hessweep run --retry-failed tries them again):")
         for error in summary["errors"]:
-            where = ", ".join(f"{key}={error[key]}" for key in ("c", "loss", "signal", "trial"))
+            where = ", ".join(f"{key}={error[key]}" for key in summary["shape"])
             lines.append(f"  {where}: {error['message']}")
     return "\n".join(lines)
 

@@ -591,11 +591,6 @@ def test_catalogue_theory_shows_the_index_leaving_zero_at_the_critical_energy(na
             assert abs(result.atom_zero - atom) <= EXACT, eps
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="cli._status_text names the GLM's point dimensions (c, loss, signal, trial) in its failures",
-)
 def test_status_lists_failed_points_by_phi_eps_and_trial(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
