@@ -110,7 +110,7 @@ __all__ = [
 KINDS = ("global minimum", "spurious minimum", "saddle")
 #: scipy ``minimize`` methods a sweep may name (``search.method``): those that take the gradient
 #: tolerance ``gtol`` that :func:`~pipeline.relu.find_critical_point` passes (not ``Newton-CG``) and
-#: run without warnings on this loss (not ``trust-krylov``, which overflows near a dead neuron).
+#: run without warnings on this loss (not ``trust-krylov``: "invalid value" warnings from a start at k = 12).
 METHODS = ("L-BFGS-B", "BFGS", "CG", "trust-exact", "trust-ncg")
 #: Largest ``k·d`` (a sanity limit): the Hessian is ``k·d × k·d`` (134 MB at 4096), and each Newton
 #: step solves it by least squares, O((kd)³); beyond it a sweep is almost surely a typo.
@@ -137,8 +137,12 @@ VARIABLES = {
     "loss": Variable(_POINT, _F64, "population loss L(W) at the point found"),
     "gradient_norm": Variable(_POINT, _F64, "Frobenius norm of the gradient at the point found"),
     "kind": Variable(_POINT, STRING, "'global minimum', 'spurious minimum' or 'saddle'"),
-    "hessian_index": Variable(_POINT, _I32, "number of Hessian eigenvalues below -1e-8 max|λ|"),
-    "nullity": Variable(_POINT, _I32, "number of Hessian eigenvalues within ±1e-8 max|λ|"),
+    "hessian_index": Variable(
+        _POINT, _I32, f"number of Hessian eigenvalues below -{EIGENVALUE_TOLERANCE:g} max|λ|"
+    ),
+    "nullity": Variable(
+        _POINT, _I32, f"number of Hessian eigenvalues within ±{EIGENVALUE_TOLERANCE:g} max|λ|"
+    ),
     "isotropy": Variable(_POINT, STRING, "isotropy type of the point, e.g. 'S_{k-1} x S_1'"),
     "converged": Variable(_POINT, _BOOL, "the gradient norm reached search.gradient_tolerance"),
     "iterations": Variable(_POINT, _I64, "descent iterations plus Newton steps"),
@@ -572,11 +576,12 @@ class ReluFamily(Family):
         seconds = sum(self.cell_seconds(spec, cell) for cell in layout.cells())
         per_point = 8 * (layout.sizes["eig"] + layout.sizes["row"] * layout.sizes["col"])
         options = spec.search
+        flips = any(name != _RANDOM for name in spec.grid.start)
         lines = [
             f"grid: {n_k} k × {n_extra} extra × {n_start} start × {trials} trials "
             f"(k {min(spec.grid.k)}..{max(spec.grid.k)}, d = k + extra, k·d {min(sizes)}..{max(sizes)})",
-            f"starts: {', '.join(spec.grid.start)}; flip starts perturbed by {spec.perturbation:g} × N(0, 1)"
-            " per entry",
+            f"starts: {', '.join(spec.grid.start)}"
+            + (f" (flip starts plus {spec.perturbation:g} × N(0, 1) per entry)" if flips else ""),
             f"points: {n_k * n_extra * n_start * trials} searches ({options.method}, then Newton steps to a "
             f"gradient norm <= {options.gradient_tolerance:g})",
             f"tasks: {cells} cells (k × extra × start), each its searches and one write",
@@ -584,7 +589,7 @@ class ReluFamily(Family):
             f"memory: largest Hessian {max(sizes)} × {max(sizes)} ({8 * max(sizes) ** 2 / 1e6:.3g} MB); "
             f"cube about {per_point * n_k * n_extra * n_start * trials / 1e6:.3g} MB",
         ]
-        if spec.perturbation == 0 and any(name != _RANDOM for name in spec.grid.start):
+        if spec.perturbation == 0 and flips:
             lines.append("note: perturbation 0: the trials of a flip start are identical searches")
         return lines
 
