@@ -37,6 +37,8 @@ from pipeline.store import CellFailure, open_cube
 from pipeline.sweep import load_sweep, parse_sweep, spec_from_dict
 
 SWEEPS = Path(__file__).parents[1] / "sweeps"
+# The sweep of the catalogue that this family's tests check (sweeps/<name>.yaml).
+SPURIOUS = "relu_spurious"
 
 TINY = """
 family: relu
@@ -432,7 +434,7 @@ def test_assemble_refuses_wrong_results(tiny: ReluSpec) -> None:
 
 
 def test_relu_spurious_header() -> None:
-    path = SWEEPS / "relu_spurious.yaml"
+    path = SWEEPS / f"{SPURIOUS}.yaml"
     spec = load_sweep(path)
     assert isinstance(spec, ReluSpec) and spec.name == path.stem
     header = []
@@ -455,7 +457,7 @@ COMMON_AT_20 = 6
 
 @pytest.mark.slow
 def test_relu_spurious_shows_the_spurious_minima() -> None:
-    spec = load_sweep(SWEEPS / "relu_spurious.yaml")
+    spec = load_sweep(SWEEPS / f"{SPURIOUS}.yaml")
     assert isinstance(spec, ReluSpec)
     ks, starts = spec.grid.k, spec.grid.start
     assert spec.grid.extra == (0,) and {4, 5, 6, 20} <= set(ks)
