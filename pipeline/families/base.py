@@ -114,8 +114,8 @@ class Layout:
         The point dimensions along which a cell is one wide (the others are whole in every cell).
     sizes : mapping of str to int
         The size of every dimension.
-    coords : mapping of str to (str, numpy.ndarray)
-        Coordinate variables: name to (dimension, values).
+    coords : mapping of str to (str or tuple of str, numpy.ndarray)
+        Coordinate variables: name to (dimension or dimensions, values).
     variables : mapping of str to Variable
         The family's data variables, in writing order (``status``, ``error`` and ``done`` are the
         engine's and come after).
@@ -126,7 +126,7 @@ class Layout:
     point_dims: tuple[str, ...]
     cell_dims: tuple[str, ...]
     sizes: Mapping[str, int]
-    coords: Mapping[str, tuple[str, np.ndarray]]
+    coords: Mapping[str, tuple[str | tuple[str, ...], np.ndarray]]
     variables: Mapping[str, Variable]
     attrs: Mapping[str, Any] = field(default_factory=dict)
 

@@ -514,7 +514,7 @@ class ReluFamily(Family):
             "col": int(d.max()),
         }
         # `d` is a 2-d coordinate on (k, extra): xarray and Zarr take it like any other.
-        coords: dict[str, tuple[Any, np.ndarray]] = {
+        coords: dict[str, tuple[str | tuple[str, ...], np.ndarray]] = {
             "k": ("k", ks),
             "extra": ("extra", np.array(spec.grid.extra, dtype=np.int64)),
             "start": ("start", np.array(spec.grid.start, dtype=STRING)),
