@@ -252,7 +252,7 @@ def bare_cell(path: str, spec: SweepSpec, cell: tuple[int, int]) -> Any:
     # Imported here: section 1 also runs against a runner without it (an A/B of two versions).
     from pipeline.runner import cell_task
 
-    return cell_task(path, spec, *cell, attempts=1)
+    return cell_task(path, spec, cell, attempts=1)
 
 
 def section_scaling(p: int, n_signal: int, repeats: int) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import HessweepError
-from pipeline.sweep import SweepSpec, load_sweep
+from pipeline.sweep import load_sweep
 
 __all__ = ["SelectionError", "describe", "main", "select"]
 
@@ -184,10 +184,11 @@ def _positive(text: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    # Dask, xarray and Zarr load only for the commands that need them: `validate` stays quick.
+    spec = load_sweep(args.sweep)
+    # Dask, xarray and Zarr load only once the sweep is valid (a bad file is refused at once) and
+    # only for the commands that need them.
     from pipeline import runner
 
-    spec = load_sweep(args.sweep)
     path = args.store or os.path.join("results", f"{spec.name}.zarr")
     show = sys.stdout.isatty() if args.progress is None else args.progress
     report = runner.run_sweep(
@@ -228,27 +229,11 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe(spec: SweepSpec) -> str:
-    """The lines ``hessweep validate`` prints: grid, points, tasks and the work estimate."""
-    n_c, n_loss, n_signal, trials = spec.shape
-    work = spec.work_estimate()
-    theory_tasks = work["theory_solves"]
-    mc_tasks = work["monte_carlo_draws"]
-    writers = n_c * n_signal
-    return "\n".join(
-        [
-            f"sweep {spec.name}: valid",
-            f"grid: {n_c} c × {n_loss} loss × {n_signal} signal × {trials} trials, p = {spec.p}",
-            f"points: {work['points']} (c × loss × signal), {work['points'] * trials} with trials",
-            f"tasks: {theory_tasks + mc_tasks + writers} "
-            f"({theory_tasks} theory, {mc_tasks} Monte Carlo, {writers} cell writes)",
-            f"work: {theory_tasks} theory solves of {spec.theory.points} points, "
-            f"{mc_tasks} Monte Carlo draws × {work['losses_per_draw']} losses, "
-            f"about {work['monte_carlo_flops']:.3g} flops",
-            f"memory: about {work['monte_carlo_bytes'] / 1e9:.3g} GB per Monte Carlo draw "
-            f"(method {spec.montecarlo.method})",
-        ]
-    )
+def describe(spec: Any) -> str:
+    """The lines ``hessweep validate`` prints: the sweep's name, then its family's grid, tasks and work."""
+    from pipeline.families import family_of
+
+    return "\n".join([f"sweep {spec.name}: valid", *family_of(spec).describe(spec)])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,7 +284,7 @@ def _status_text(path: str, summary: Mapping[str, Any]) -> str:
         more = "" if shown == summary["failed"] else f", the first {shown}"
         lines.append(f"failed points{more} (hessweep run --retry-failed tries them again):")
         for error in summary["errors"]:
-            where = ", ".join(f"{key}={error[key]}" for key in ("c", "loss", "signal", "trial"))
+            where = ", ".join(f"{key}={error[key]}" for key in summary["shape"])
             lines.append(f"  {where}: {error['message']}")
     return "\n".join(lines)
 

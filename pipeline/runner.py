@@ -39,21 +39,22 @@ from asyncio import CancelledError
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
 import dask
+import numpy as np
 from dask.base import tokenize
 from distributed import Client, Future, LocalCluster, as_completed
 from distributed import progress as progress_bar
 from distributed.diagnostics.plugin import WorkerPlugin
 from threadpoolctl import ThreadpoolController
 
-from pipeline import lanczos, montecarlo, store, theory
-from pipeline.lanczos import LanczosResult
-from pipeline.montecarlo import MonteCarloResult
-from pipeline.store import CellFailure
-from pipeline.sweep import SweepSpec
-from pipeline.theory import TheoryResult
+from pipeline import store
+from pipeline.families import CellFailure, family_of
+from pipeline.families.base import Part, Spec, attempt
+
+#: A cell: its index along each cell dimension of its family's layout (GLM: ``(i_c, i_signal)``).
+Cell = tuple[int, ...]
 
 __all__ = ["WORKER_ENVIRONMENT", "RunReport", "pin_blas_threads", "run_sweep"]
 
@@ -69,9 +70,6 @@ WORKER_ENVIRONMENT = {
 # The writers run first among the ready tasks, so that cells are finished (and survive an
 # interrupted run) one after another rather than all at the end.
 _WRITER_PRIORITY = 10
-# A draw cheaper than this (a few milliseconds) shares one task with the other trials of its cell.
-_BATCH_FLOPS = 3e7
-
 # Batching of whole cells (see _plan).  A task costs the scheduler, the nannies and the client a
 # few milliseconds of CPU, on the cores the workers use, and a worker a round trip to the scheduler:
 # a task of at least this many (estimated) seconds keeps that near 1% of the work.
@@ -86,24 +84,12 @@ _SPLIT_SECONDS = 0.25
 # For tests: every task of this many cells (0: every cell its fine-grained graph); None: planned.
 _CELLS_PER_TASK: int | None = None
 
-# One-core costs of a cell's parts, for choosing the batch size only (a factor 2 off only halves
-# or doubles a batch), measured on tiny to p = 800 sweeps: a theory solve costs a fixed part (its
-# adaptive grid and spike scan) and a part per abscissa (0.02-0.06 s at 32-64 points, 0.1-0.2 s at
-# 400); a draw costs its Python calls plus its BLAS work at about 1e10 flop/s; a cell's write
-# (store.write_cell: open the group, one region per variable, then done) 0.05-0.07 s.
-_SOLVE_SECONDS = 0.05
-_SOLVE_SECONDS_PER_POINT = 2.5e-4
-_DRAW_SECONDS = 2e-3
-_FLOPS_PER_SECOND = 1e10
-_WRITE_SECONDS = 0.06
 # Errors that say the store cannot be written at all (a full disk or quota, a denied permission, a
 # read-only file system): no retry and no other cell would get past them, so the run stops.
 _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
 # Failure messages kept in the report (a sweep failing everywhere would otherwise repeat one
 # message thousands of times).
 _KEPT_MESSAGES = 20
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -146,7 +132,7 @@ class RunReport:
 
 
 def run_sweep(
-    spec: SweepSpec,
+    spec: Spec,
     store_path: str | os.PathLike[str],
     *,
     workers: int | None = None,
@@ -166,7 +152,7 @@ def run_sweep(
 
     Parameters
     ----------
-    spec : SweepSpec
+    spec : Spec
         The validated sweep.
     store_path : str or path-like
         The Zarr store.  With an external scheduler it must be reachable at the same path from
@@ -231,7 +217,7 @@ def run_sweep(
 class _Run:
     """The arguments of :func:`run_sweep`, checked."""
 
-    spec: SweepSpec
+    spec: Spec
     path: str
     workers: int | None
     scheduler: str | None
@@ -245,8 +231,7 @@ class _Run:
 def _run_locked(run: _Run) -> RunReport:
     """:func:`run_sweep` once the store's lock is held."""
     spec, path = run.spec, run.path
-    n_c, _, n_signal, _ = spec.shape
-    total = n_c * n_signal
+    cells = list(family_of(spec).layout(spec).cells())
     exists = os.path.exists(path)
     earlier = 0
     if exists:
@@ -254,7 +239,7 @@ def _run_locked(run: _Run) -> RunReport:
         # The points failed before this run that it does not compute again.
         earlier = sum(n for cell, n in store.failed_cells(path).items() if cell not in set(pending))
     else:
-        pending = [(i_c, i_s) for i_c in range(n_c) for i_s in range(n_signal)]
+        pending = cells
     if pending:
         with _client(run.workers, run.scheduler, run.dashboard_address) as client:
             n_workers = len(client.scheduler_info().get("workers", {}))
@@ -276,7 +261,7 @@ def _run_locked(run: _Run) -> RunReport:
         computed -= len(_still_pending(path, pending))
     return RunReport(
         computed_cells=computed,
-        skipped_cells=total - len(pending),
+        skipped_cells=len(cells) - len(pending),
         failed_points=collected.failed,
         store=path,
         failures=tuple(collected.messages),
@@ -377,23 +362,16 @@ def _progress(futures: list[Future]) -> None:
 class _Task:
     """Cells computed by one task (:func:`cells_task`), or, ``fine``, one cell's own graph."""
 
-    cells: tuple[tuple[int, int], ...]
+    cells: tuple[Cell, ...]
     fine: bool = False
 
 
-def _cell_seconds(spec: SweepSpec, i_c: int) -> float:
-    """Rough one-core seconds of a cell at ``c[i_c]``: every loss's theory, every draw, the write."""
-    _, n_loss, _, trials = spec.shape
-    solve = _SOLVE_SECONDS + _SOLVE_SECONDS_PER_POINT * spec.theory.points
-    draw = _DRAW_SECONDS + _draw_flops(spec, i_c) / _FLOPS_PER_SECOND
-    return n_loss * solve + trials * draw + _WRITE_SECONDS
-
-
-def _plan(spec: SweepSpec, cells: Sequence[tuple[int, int]], workers: int) -> list[_Task]:
+def _plan(spec: Spec, cells: Sequence[Cell], workers: int) -> list[_Task]:
     """Group ``cells`` (in their order) into tasks, each a batch of whole cells or one cell's graph.
 
-    Consecutive cells go into one task until their estimated cost (:func:`_cell_seconds`) reaches
-    the target: :data:`_BATCH_SECONDS`, or less towards the end of the sweep, where the target is
+    Consecutive cells go into one task until their estimated cost (the family's
+    :meth:`~pipeline.families.base.Family.cell_seconds`) reaches the target:
+    :data:`_BATCH_SECONDS`, or less towards the end of the sweep, where the target is
     :data:`_TAPER` of the work left per worker, so that the workers finish together.  A cell
     alone in its task gets its fine-grained graph if it is costly enough (:data:`_SPLIT_SECONDS`).
     Deterministic: the same cells and worker count give the same tasks (and so the same keys).
@@ -403,10 +381,11 @@ def _plan(spec: SweepSpec, cells: Sequence[tuple[int, int]], workers: int) -> li
             return [_Task((cell,), fine=True) for cell in cells]
         size = _CELLS_PER_TASK
         return [_Task(tuple(cells[first : first + size])) for first in range(0, len(cells), size)]
-    costs = [_cell_seconds(spec, i_c) for i_c, _ in cells]
+    family = family_of(spec)
+    costs = [family.cell_seconds(spec, cell) for cell in cells]
     left = sum(costs)
     tasks: list[_Task] = []
-    group: list[tuple[int, int]] = []
+    group: list[Cell] = []
     cost = target = 0.0
     for cell, seconds in zip(cells, costs, strict=True):
         if not group:
@@ -423,81 +402,58 @@ def _plan(spec: SweepSpec, cells: Sequence[tuple[int, int]], workers: int) -> li
 
 
 def _submit(
-    client: Client, spec: SweepSpec, path: str, tasks: Sequence[_Task], attempts: int
-) -> dict[Future, tuple[tuple[int, int], ...]]:
+    client: Client, spec: Spec, path: str, tasks: Sequence[_Task], attempts: int
+) -> dict[Future, tuple[Cell, ...]]:
     """Submit ``tasks`` (from :func:`_plan`) in order; return each one's final future (a batch of
     cells, or a cell's writer) and its cells.
 
     Keys are deterministic: a kind, a token of the sweep and the store, and the grid indices.
-    Only the final futures are kept: the theory and Monte Carlo results are released from the
-    workers' memory as soon as their cell is written.  The scheduler starts tasks of equal
-    priority in the order they were submitted, so cells are written roughly in grid order.
+    Only the final futures are kept: the parts' results are released from the workers' memory as
+    soon as their cell is written.  The scheduler starts tasks of equal priority in the order they
+    were submitted, so cells are written roughly in grid order.
     """
     token = tokenize(spec.to_dict(), path)[:8]
-    outputs: dict[Future, tuple[tuple[int, int], ...]] = {}
+    outputs: dict[Future, tuple[Cell, ...]] = {}
     for task in tasks:
         if task.fine:
-            ((i_c, i_s),) = task.cells
-            future = _submit_cell(client, spec, path, i_c, i_s, attempts, token)
+            (cell,) = task.cells
+            future = _submit_cell(client, spec, path, cell, attempts, token)
         else:
-            (first_c, first_s), (last_c, last_s) = task.cells[0], task.cells[-1]
+            first, last = _label(task.cells[0]), _label(task.cells[-1])
             future = client.submit(
-                cells_task,
-                path,
-                spec,
-                task.cells,
-                attempts,
-                key=f"cells-{token}-{first_c}-{first_s}-{last_c}-{last_s}",
-                pure=False,
+                cells_task, path, spec, task.cells, attempts, key=f"cells-{token}-{first}-{last}", pure=False
             )
         outputs[future] = task.cells
     return outputs
 
 
-def _submit_cell(
-    client: Client, spec: SweepSpec, path: str, i_c: int, i_s: int, attempts: int, token: str
-) -> Future:
-    """Submit the fine-grained graph of one cell: theory per loss, draws, a writer; return the writer."""
-    _, n_loss, _, trials = spec.shape
-    solved = [
+def _label(items: Sequence[object]) -> str:
+    """``1-0``: indices or a part's description for a task key."""
+    return "-".join(str(item) for item in items)
+
+
+def _submit_cell(client: Client, spec: Spec, path: str, cell: Cell, attempts: int, token: str) -> Future:
+    """Submit the fine-grained graph of one cell: a task per part, then a writer; return the writer."""
+    results = [
         client.submit(
-            theory_task,
+            part_task,
             spec,
-            i_c,
-            i_l,
-            i_s,
+            cell,
+            part,
             attempts,
-            key=f"theory-{token}-{i_c}-{i_l}-{i_s}",
+            key=f"{part[0]}-{token}-{_label(cell)}-{_label(part[1:])}",
             pure=False,
         )
-        for i_l in range(n_loss)
-    ]
-    # Cheap draws go in one task per cell, so that the per-task overhead of the scheduler
-    # (about a millisecond) stays small beside the work; others get a task per trial.
-    per_task = trials if _draw_flops(spec, i_c) < _BATCH_FLOPS else 1
-    batches = [
-        client.submit(
-            montecarlo_batch_task,
-            spec,
-            i_c,
-            i_s,
-            tuple(range(first, min(first + per_task, trials))),
-            attempts,
-            key=f"montecarlo-{token}-{i_c}-{i_s}-{first}-{min(first + per_task, trials)}",
-            pure=False,
-        )
-        for first in range(0, trials, per_task)
+        for part in family_of(spec).parts(spec, cell)
     ]
     return client.submit(
-        write_batches_task,
+        write_task,
         path,
         spec,
-        i_c,
-        i_s,
-        solved,
-        batches,
+        cell,
+        results,
         attempts,
-        key=f"write_cell-{token}-{i_c}-{i_s}",
+        key=f"write_cell-{token}-{_label(cell)}",
         pure=False,
         priority=_WRITER_PRIORITY,
     )
@@ -513,7 +469,7 @@ class _Collected:
 
 
 def _collect(
-    client: Client, outputs: dict[Future, tuple[tuple[int, int], ...]], spec: SweepSpec, path: str
+    client: Client, outputs: dict[Future, tuple[Cell, ...]], spec: Spec, path: str
 ) -> _Collected:
     """Wait for the final futures; count the failed points, keep the distinct failure messages.
 
@@ -521,7 +477,8 @@ def _collect(
     finished are cancelled (a running one may still write its cell, whole), since every other
     cell would fail the same way after its computation.
     """
-    _, n_loss, _, trials = spec.shape
+    layout = family_of(spec).layout(spec)
+    cell_points = int(np.prod(layout.block_shape(layout.point_dims)))
     failed = 0
     messages: list[str] = []
     stopped = ""
@@ -536,8 +493,8 @@ def _collect(
             # of its cells before: only those still pending count as failed.
             cells = outputs[future]
             lost = _still_pending(path, cells)
-            failed += n_loss * trials * len(lost)
-            found = [f"cell c[{i_c}], signal[{i_s}]: {type(error).__name__}: {error}" for i_c, i_s in lost]
+            failed += cell_points * len(lost)
+            found = [f"cell {layout.describe_cell(cell)}: {type(error).__name__}: {error}" for cell in lost]
         else:
             found = []
             for outcome in result if isinstance(result, list) else [result]:
@@ -554,7 +511,7 @@ def _collect(
     return _Collected(failed, messages, stopped)
 
 
-def _still_pending(path: str, cells: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+def _still_pending(path: str, cells: Sequence[Cell]) -> list[Cell]:
     """Those of ``cells`` not done in the store (all of them if it cannot be read)."""
     try:
         pending = set(store.pending_cells(path))
@@ -572,8 +529,7 @@ def _still_pending(path: str, cells: Sequence[tuple[int, int]]) -> list[tuple[in
 class CellOutcome:
     """What a writer task reports back: its cell, its failed points and their messages."""
 
-    i_c: int
-    i_signal: int
+    cell: Cell
     failed_points: int
     messages: tuple[str, ...]
     storage_error: str = ""
@@ -584,174 +540,61 @@ def _storage_error(error: Exception) -> bool:
     return isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS
 
 
-def _attempt(what: str, attempts: int, compute: Callable[[], _T]) -> _T | CellFailure:
-    """``compute()``, tried up to ``attempts`` times; a :class:`CellFailure` if every try raised.
+def part_task(spec: Spec, cell: Cell, part: Part, attempts: int) -> Any:
+    """One part of a cell's work (:meth:`Family.compute <pipeline.families.base.Family.compute>`),
+    tried up to ``attempts`` times; a :class:`CellFailure` if every try raised."""
+    family = family_of(spec)
+    return attempt(
+        family.part_name(spec, cell, part), attempts, lambda: family.compute(spec, cell, part, attempts)
+    )
 
-    A storage error (:func:`_storage_error`) is raised at once: no try would get past it.
+
+def write_task(path: str, spec: Spec, cell: Cell, results: Sequence[Any], attempts: int) -> CellOutcome:
+    """Assemble a cell from its parts' results and write it with :func:`pipeline.store.write_cell`.
+
+    A point fails as its family says (:meth:`Family.assemble
+    <pipeline.families.base.Family.assemble>`: GLM, if the theory of its loss failed or did not
+    converge, or its trial's draw or that draw's analysis under its loss failed).  A write that still
+    raises after ``attempts`` tries leaves the whole cell pending (not ``done``) and counts all its
+    points as failed; a storage error (a full disk, a denied permission) is not tried again and is
+    reported as the outcome's ``storage_error``, with no point counted as failed.
     """
-    error: Exception | None = None
-    for _ in range(attempts):
-        try:
-            return compute()
-        except Exception as exc:  # the point fails, the run goes on
-            if _storage_error(exc):
-                raise
-            error = exc
-    tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
-    return CellFailure(f"{what}: {type(error).__name__}: {error} ({tries})")
-
-
-def theory_task(
-    spec: SweepSpec, i_c: int, i_loss: int, i_signal: int, attempts: int
-) -> TheoryResult | CellFailure:
-    """The theory of point ``(i_c, i_loss, i_signal)``: :func:`pipeline.theory.solve`, retried."""
-    where = f"theory at c[{i_c}], loss[{i_loss}], signal[{i_signal}]"
-
-    def compute() -> TheoryResult:
-        return theory.solve(spec.scenario(i_c, i_loss, i_signal), points=spec.theory.points)
-
-    return _attempt(where, attempts, compute)
-
-
-def montecarlo_task(
-    spec: SweepSpec, i_c: int, i_signal: int, trial: int, attempts: int
-) -> list[MonteCarloResult | LanczosResult | CellFailure] | CellFailure:
-    """One Monte Carlo draw at ``(i_c, i_signal, trial)``, analysed under every loss, retried.
-
-    Returns one result per loss, in loss order, a loss whose analysis failed as a
-    :class:`CellFailure`; or one :class:`CellFailure` if the draw itself failed.  The draw depends
-    only on the seed and the point's geometry (not on the loss), so a retry draws the same numbers.
-    """
-    where = f"Monte Carlo at c[{i_c}], signal[{i_signal}], trial {trial}"
-    options = spec.montecarlo
-    seed = spec.seed_for(i_c, i_signal, trial)
-    first = spec.scenario(i_c, 0, i_signal)
-    analyse: Callable[[int], Callable[[], MonteCarloResult | LanczosResult]]
-    if options.method == "lanczos":
-        features = _attempt(
-            where,
-            attempts,
-            lambda: lanczos.draw(first, spec.p, seed, dtype=options.dtype, memory=options.memory_gb * 1e9),
-        )
-        if isinstance(features, CellFailure):
-            return features
-        blocks: lanczos.FeatureBlocks = features
-
-        def analyse(i_loss: int) -> Callable[[], LanczosResult]:
-            scenario = spec.scenario(i_c, i_loss, i_signal)
-            return lambda: lanczos.analyse(
-                blocks, scenario, seed, k=options.k, probes=options.probes, steps=options.steps
-            )
-    else:
-        drawn = _attempt(where, attempts, lambda: montecarlo.draw(first, spec.p, seed))
-        if isinstance(drawn, CellFailure):
-            return drawn
-        draw: montecarlo.Draw = drawn
-
-        def analyse(i_loss: int) -> Callable[[], MonteCarloResult]:
-            scenario = spec.scenario(i_c, i_loss, i_signal)
-            return lambda: montecarlo.analyse(draw, scenario, k=options.k)
-
-    return [_attempt(f"{where}, loss[{i_l}]", attempts, analyse(i_l)) for i_l in range(spec.shape[1])]
-
-
-def montecarlo_batch_task(
-    spec: SweepSpec, i_c: int, i_signal: int, trials: Sequence[int], attempts: int
-) -> list[list[MonteCarloResult | LanczosResult | CellFailure] | CellFailure]:
-    """:func:`montecarlo_task` for several trials of one point, in one task."""
-    return [montecarlo_task(spec, i_c, i_signal, trial, attempts) for trial in trials]
-
-
-def write_batches_task(
-    path: str,
-    spec: SweepSpec,
-    i_c: int,
-    i_signal: int,
-    solved: list[TheoryResult | CellFailure],
-    batches: list[list[list[MonteCarloResult | LanczosResult | CellFailure] | CellFailure]],
-    attempts: int,
-) -> CellOutcome:
-    """:func:`write_task` with the Monte Carlo results given as batches of trials, in order."""
-    trials = [trial for batch in batches for trial in batch]
-    return write_task(path, spec, i_c, i_signal, solved, trials, attempts)
-
-
-def _draw_flops(spec: SweepSpec, i_c: int) -> float:
-    """Rough flops of one draw analysed under every loss (:meth:`SweepSpec.draw_flops`)."""
-    return spec.shape[1] * spec.draw_flops(i_c)
-
-
-def write_task(
-    path: str,
-    spec: SweepSpec,
-    i_c: int,
-    i_signal: int,
-    solved: list[TheoryResult | CellFailure],
-    drawn: list[list[MonteCarloResult | LanczosResult | CellFailure] | CellFailure],
-    attempts: int,
-) -> CellOutcome:
-    """Write one cell with :func:`pipeline.store.write_cell`; report its failed points.
-
-    A point ``(loss, trial)`` failed if the theory of its loss, the Monte Carlo draw of its trial
-    or that draw's analysis under its loss failed, or if its theory did not converge.  A write that
-    still raises after ``attempts`` tries leaves the whole cell pending (not ``done``) and counts all
-    its points as failed; a storage error (a full disk, a denied permission) is not tried again and
-    is reported as the outcome's ``storage_error``, with no point counted as failed.
-    """
-    n_loss, trials = len(solved), len(drawn)
-    failed = 0
-    bad_theory = [isinstance(solution, CellFailure) for solution in solved]
-    messages = [solution.message for solution in solved if isinstance(solution, CellFailure)]
-    for i_loss, solution in enumerate(solved):
-        if isinstance(solution, TheoryResult) and not solution.converged:
-            bad_theory[i_loss] = True
-            messages.append(f"theory at c[{i_c}], loss[{i_loss}], signal[{i_signal}]: did not converge")
-    for per_loss in drawn:
-        if isinstance(per_loss, CellFailure):
-            failed += n_loss
-            messages.append(per_loss.message)
-            continue
-        for theory_failed, result in zip(bad_theory, per_loss, strict=True):
-            if isinstance(result, CellFailure):
-                messages.append(result.message)
-            failed += theory_failed or isinstance(result, CellFailure)
-
-    where = f"writing cell c[{i_c}], signal[{i_signal}]"
+    layout = family_of(spec).layout(spec)
+    where = f"writing cell {layout.describe_cell(cell)}"
+    cell_points = int(np.prod(layout.block_shape(layout.point_dims)))
     try:
-        written = _attempt(
-            where, attempts, lambda: store.write_cell(path, spec, i_c, i_signal, solved, drawn)
+        data = family_of(spec).assemble(spec, cell, results)
+    except (TypeError, ValueError) as error:
+        return CellOutcome(cell, cell_points, (f"{where}: {type(error).__name__}: {error}",))
+    try:
+        written = attempt(
+            where, attempts, lambda: store.write_cell(path, spec, cell, data), reraise=_storage_error
         )
     except OSError as error:
         # The cell stays pending (its points are neither done nor failed): a later run computes it.
         reason = f"{where}: {error.strerror} ({error.filename or path})"
-        return CellOutcome(i_c=i_c, i_signal=i_signal, failed_points=0, messages=(), storage_error=reason)
+        return CellOutcome(cell, 0, (), storage_error=reason)
     if isinstance(written, CellFailure):
-        failed = n_loss * trials
-        messages.append(written.message)
-    return CellOutcome(i_c=i_c, i_signal=i_signal, failed_points=failed, messages=tuple(messages))
+        return CellOutcome(cell, cell_points, (*data.messages, written.message))
+    return CellOutcome(cell, int(np.count_nonzero(data.errors != "")), data.messages)
 
 
-def cell_task(path: str, spec: SweepSpec, i_c: int, i_signal: int, attempts: int) -> CellOutcome:
-    """One whole cell in this task: the theory of every loss, the Monte Carlo of every trial, the write.
+def cell_task(path: str, spec: Spec, cell: Cell, attempts: int) -> CellOutcome:
+    """One whole cell in this task: every part, one after the other, then the write.
 
     The same computations, retries and failure records as the fine-grained graph of a cell
-    (:func:`theory_task`, :func:`montecarlo_task`, :func:`write_task`), in the same order, so the
-    same bits.
+    (:func:`part_task`, :func:`write_task`), in the same order, so the same bits.
     """
-    _, n_loss, _, trials = spec.shape
-    solved = [theory_task(spec, i_c, i_loss, i_signal, attempts) for i_loss in range(n_loss)]
-    drawn = [montecarlo_task(spec, i_c, i_signal, trial, attempts) for trial in range(trials)]
-    return write_task(path, spec, i_c, i_signal, solved, drawn, attempts)
+    results = [part_task(spec, cell, part, attempts) for part in family_of(spec).parts(spec, cell)]
+    return write_task(path, spec, cell, results, attempts)
 
 
-def cells_task(
-    path: str, spec: SweepSpec, cells: Sequence[tuple[int, int]], attempts: int
-) -> list[CellOutcome]:
+def cells_task(path: str, spec: Spec, cells: Sequence[Cell], attempts: int) -> list[CellOutcome]:
     """:func:`cell_task` for several cells, one after the other: each is written (data, then its
     ``done`` mask) before the next is started, so an interrupted batch leaves whole cells."""
     outcomes = []
-    for i_c, i_signal in cells:
-        outcomes.append(cell_task(path, spec, i_c, i_signal, attempts))
+    for cell in cells:
+        outcomes.append(cell_task(path, spec, cell, attempts))
         if outcomes[-1].storage_error:
             break  # the store cannot be written: the cells left stay pending
     return outcomes

@@ -1,24 +1,14 @@
 """The result cube: a Zarr v3 store of every grid point's theory and Monte Carlo results.
 
-Only this module knows Zarr.  The layout is the one of ``shared/DESIGN.md``:
+Only this module knows Zarr.  A sweep's family declares its cube (:meth:`Family.layout
+<pipeline.families.base.Family.layout>`): the point dimensions (for the GLM family ``c``, ``loss``,
+``signal``, ``trial``; its variables are listed in :mod:`pipeline.families.glm`), the cell
+dimensions among them, the other dimensions, coordinates and data variables.  This module adds the
+bookkeeping ``status``, ``error`` and ``done`` per point, and the attributes (the sweep, versions,
+seed, family).
 
-* dimensions ``c``, ``loss``, ``signal``, ``trial``, ``eig`` or ``node`` (below), ``x`` (theory grid index),
-  ``k`` (``2K`` extreme eigen-pairs: bottom ``0 … K−1`` then top ``0 … K−1``, with the coordinates
-  ``side`` = ``"bottom"``/``"top"`` and ``rank``, 0 = most extreme), ``target`` (``mu``, ``w_star``,
-  ``w``) and ``spike_index`` (at most :data:`MAX_SPIKES` predicted spikes, ascending, NaN padded);
-* Monte Carlo variables ``mc_align``, ``mc_negative_fraction`` and, by ``montecarlo.method``
-  (the ``montecarlo_method`` attribute): ``dense``, ``eigenvalues`` (dimension ``eig``, ``0 … p−1``);
-  ``lanczos``, the quadrature ``mc_nodes`` and ``mc_weights`` (dimension ``node``,
-  ``probes × steps``), ``mc_density`` (on the theory's ``density_x``), ``mc_extreme`` and
-  ``mc_residual`` (the extreme Ritz values and residuals, along ``k`` as ``mc_align``) and
-  ``mc_atom_zero``; theory variables
-  ``density``, ``density_x``, ``edge_left``, ``edge_right``, ``bulk_count`` (the number of disjoint
-  intervals of the support), ``spike``, ``spike_align``, ``atom_zero``, ``negative_fraction``,
-  ``mass``, ``converged``, ``residual``, ``spikes_defined``, ``note``; and the bookkeeping
-  ``status``, ``error`` and ``done`` per point ``(c, loss, signal, trial)``.
-
-**The unit of writing is a cell** ``(i_c, i_signal)``: every variable is chunked one cell wide along
-``c`` and ``signal`` and full along every other dimension, so one :func:`write_cell` call writes
+**The unit of writing is a cell** (GLM: ``(i_c, i_signal)``): every variable is chunked one cell wide
+along the cell dimensions and full along every other dimension, so one :func:`write_cell` call writes
 whole chunks that no other call touches, and cells can be written from any number of processes in
 any order.  A write stores the data, ``status`` and ``error`` first, then ``done``: a point whose
 ``done`` is set has complete data, whatever happened to the writer afterwards.
@@ -27,8 +17,7 @@ any order.  A write stores the data, ``status`` and ``error`` first, then ``done
 never written as the fill value; float results can be NaN legitimately (an alignment with a zero
 target, padded spikes).  So the data never tells "not run" from "ran": only ``status`` and ``done``
 do.  The fill values are NaN (floats), ``False`` (bools), ``0`` (integers) and ``""`` (strings), so
-an unwritten point reads as ``status == STATUS_PENDING``, ``done == False`` (and ``bulk_count == 0``:
-a written point has at least one bulk).
+an unwritten point reads as ``status == STATUS_PENDING``, ``done == False``.
 
 **Encoding.**  Strings (``loss``, ``side``, ``target`` labels, ``error`` and ``note`` messages) are
 Zarr v3 variable-length UTF-8 strings (data type ``"string"``, numpy ``StringDType``): fixed-width
@@ -53,7 +42,6 @@ import socket
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -67,11 +55,10 @@ import zarr.errors
 from zarr.core.sync import sync as zarr_sync
 
 from pipeline.errors import StoreError, SweepError
-from pipeline.lanczos import LanczosResult
-from pipeline.montecarlo import MonteCarloResult
-from pipeline.scenario import TARGETS
-from pipeline.sweep import SweepSpec
-from pipeline.theory import TheoryResult
+from pipeline.families import CellData, CellFailure, Layout, family_of
+from pipeline.families.base import STRING, Spec, fill_value
+from pipeline.families.glm import MAX_SPIKES
+from pipeline.sweep import spec_from_dict
 
 __all__ = [
     "CUBE_FORMAT",
@@ -97,98 +84,21 @@ STATUS_PENDING = 0
 STATUS_DONE = 1
 #: ``status`` of a point whose computation failed; ``error`` holds the message, ``done`` is ``False``.
 STATUS_FAILED = 2
-#: Most predicted spikes stored per point (the rank of the low-rank part of the Hessian's mean).
-MAX_SPIKES = 3
 #: Version of the cube layout, in the ``cube_format`` attribute (2: ``bulk_count`` added; 3: the
 #: Monte Carlo variables depend on ``montecarlo.method``, named in the ``montecarlo_method`` attribute).
 CUBE_FORMAT = 3
 # Formats this version reads and resumes: a format-2 cube is a format-3 dense cube.
 _READABLE_FORMATS = (2, 3)
 
-_STRING = np.dtypes.StringDType()
 _LIBRARIES = ("numpy", "scipy", "dask", "distributed", "xarray", "zarr")
-_SIDES = ("bottom", "top")
-# The cell dimensions: one chunk wide.  Every other dimension is one chunk.
-_CELL_DIMS = ("c", "signal")
 # Where create_store builds a template before renaming it to the store's path.
 _PARTIAL = ".partial"
-# (dims, dtype) of every data variable, in writing order; `done` is written last, on its own.
-_POINT = ("c", "loss", "signal", "trial")
-_THEORY = ("c", "loss", "signal")
-_COMMON_VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype[Any]]] = {
-    "mc_align": ((*_POINT, "k", "target"), np.dtype(np.float64)),
-    "mc_negative_fraction": (_POINT, np.dtype(np.float64)),
-    "density": ((*_THEORY, "x"), np.dtype(np.float64)),
-    "density_x": ((*_THEORY, "x"), np.dtype(np.float64)),
-    "edge_left": (_THEORY, np.dtype(np.float64)),
-    "edge_right": (_THEORY, np.dtype(np.float64)),
-    "bulk_count": (_THEORY, np.dtype(np.int16)),
-    "spike": ((*_THEORY, "spike_index"), np.dtype(np.float64)),
-    "spike_align": ((*_THEORY, "spike_index", "target"), np.dtype(np.float64)),
-    "atom_zero": (_THEORY, np.dtype(np.float64)),
-    "negative_fraction": (_THEORY, np.dtype(np.float64)),
-    "mass": (_THEORY, np.dtype(np.float64)),
-    "converged": (_THEORY, np.dtype(np.bool_)),
-    "residual": (_THEORY, np.dtype(np.float64)),
-    "spikes_defined": (_THEORY, np.dtype(np.bool_)),
-    "note": (_THEORY, _STRING),
-    "status": (_POINT, np.dtype(np.int8)),
-    "error": (_POINT, _STRING),
-    "done": (_POINT, np.dtype(np.bool_)),
+# The engine's bookkeeping variables over the point dimensions, after the family's: `done` last.
+_BOOKKEEPING: dict[str, tuple[np.dtype[Any], str]] = {
+    "status": (np.dtype(np.int8), "0 pending, 1 done, 2 failed"),
+    "error": (STRING, "why the point failed ('' unless status == 2)"),
+    "done": (np.dtype(np.bool_), "the point's data is complete (written last)"),
 }
-# The Monte Carlo variables that depend on the method (`montecarlo.method` of the sweep).
-_METHOD_VARIABLES: dict[str, dict[str, tuple[tuple[str, ...], np.dtype[Any]]]] = {
-    "dense": {"eigenvalues": ((*_POINT, "eig"), np.dtype(np.float64))},
-    "lanczos": {
-        "mc_nodes": ((*_POINT, "node"), np.dtype(np.float64)),
-        "mc_weights": ((*_POINT, "node"), np.dtype(np.float64)),
-        "mc_density": ((*_POINT, "x"), np.dtype(np.float64)),
-        "mc_extreme": ((*_POINT, "k"), np.dtype(np.float64)),
-        "mc_residual": ((*_POINT, "k"), np.dtype(np.float64)),
-        "mc_atom_zero": (_POINT, np.dtype(np.float64)),
-    },
-}
-_DESCRIPTIONS = {
-    "eigenvalues": "all Monte Carlo eigenvalues, ascending",
-    "mc_nodes": "Lanczos quadrature nodes (Ritz values) of the spectral measure, ascending, NaN padded",
-    "mc_weights": "Lanczos quadrature weights (sum 1), NaN padded",
-    "mc_density": "Monte Carlo density (Lanczos quadrature, smoothed) at density_x, atom at 0 left out",
-    "mc_extreme": "extreme Ritz values: bottom (smallest first) then top (largest first), as mc_align",
-    "mc_residual": "Ritz residual |Hu - θu| / max|θ| of each extreme pair",
-    "mc_atom_zero": "quadrature weight of the Ritz values at 0 (within the zero tolerance)",
-    "mc_align": "squared cosine of the k-th extreme Monte Carlo eigenvector with the unit target",
-    "mc_negative_fraction": "fraction of the Monte Carlo eigenvalues below -p·eps·max|λ|",
-    "density": "limiting density of the bulk",
-    "density_x": "abscissae of the density",
-    "edge_left": "leftmost edge of the bulk support (-inf if unbounded)",
-    "edge_right": "rightmost edge of the bulk support (+inf if unbounded)",
-    "bulk_count": "number of disjoint intervals (bulks) of the support (0 where no theory result)",
-    "spike": "predicted isolated eigenvalues, ascending, NaN padded",
-    "spike_align": "predicted squared cosine of each spike's eigenvector with the unit target",
-    "atom_zero": "mass of the limiting spectrum at 0",
-    "negative_fraction": "mass of the limiting spectrum below 0",
-    "mass": "integral of the density plus the atom at 0",
-    "converged": "the theory's solver converged everywhere",
-    "residual": "largest relative residual of the fixed-point equation",
-    "spikes_defined": "the spike theorem applies (bounded curvature law)",
-    "note": "the theory's remark on this point",
-    "status": "0 pending, 1 done, 2 failed",
-    "error": "why the point failed ('' unless status == 2)",
-    "done": "the point's data is complete (written last)",
-}
-
-
-@dataclass(frozen=True)
-class CellFailure:
-    """A computation that failed for good (after its retries): what :func:`write_cell` records.
-
-    Attributes
-    ----------
-    message : str
-        Why it failed, e.g. ``"RuntimeError: dsytrd failed"``; stored in the ``error`` variable.
-    """
-
-    message: str
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,7 +106,7 @@ class CellFailure:
 # ----------------------------------------------------------------------------------------------
 
 
-def create_store(path: str | os.PathLike[str], spec: SweepSpec, *, overwrite: bool = False) -> None:
+def create_store(path: str | os.PathLike[str], spec: Spec, *, overwrite: bool = False) -> None:
     """Create the empty cube of a sweep: every variable's metadata, the coordinates and attributes.
 
     Run it once, in one process, before any :func:`write_cell`.  Every point is pending
@@ -206,9 +116,9 @@ def create_store(path: str | os.PathLike[str], spec: SweepSpec, *, overwrite: bo
     ----------
     path : str or path-like
         A directory, e.g. ``results/<name>.zarr``; its parent is created if needed.
-    spec : SweepSpec
-        The sweep; it fixes the cube's shape and is stored in its attributes (``spec``, as JSON of
-        :meth:`SweepSpec.to_dict`, and ``sweep_yaml``, the source text).
+    spec : Spec
+        The sweep; its family's layout fixes the cube, and it is stored in the attributes
+        (``spec``, as JSON of its ``to_dict()``, and ``sweep_yaml``, the source text).
     overwrite : bool, default False
         Replace whatever is at ``path``.  Without it an existing path is refused.
 
@@ -226,8 +136,9 @@ def create_store(path: str | os.PathLike[str], spec: SweepSpec, *, overwrite: bo
     # leftover from such a process is removed here.
     partial = where + _PARTIAL
     shutil.rmtree(partial, ignore_errors=True)
-    template = _template(spec)
-    encoding = {name: {"chunks": _chunks(spec, dims)} for name, (dims, _) in _variables(spec).items()}
+    layout = family_of(spec).layout(spec)
+    template = _template(spec, layout)
+    encoding = {name: {"chunks": layout.chunks(dims)} for name, (dims, _, _) in _variables(layout).items()}
     try:
         with warnings.catch_warnings():
             # zarr warns that consolidated metadata is not (yet) part of the Zarr v3 specification.
@@ -250,7 +161,7 @@ def create_store(path: str | os.PathLike[str], spec: SweepSpec, *, overwrite: bo
         raise
 
 
-def check_store(path: str | os.PathLike[str], spec: SweepSpec) -> None:
+def check_store(path: str | os.PathLike[str], spec: Spec) -> None:
     """Check that an existing store is the cube of this very sweep (to resume it).
 
     Raises
@@ -263,7 +174,7 @@ def check_store(path: str | os.PathLike[str], spec: SweepSpec) -> None:
     where = os.fspath(path)
     attrs = _attributes(where)
     try:
-        stored = SweepSpec.from_dict(json.loads(attrs["spec"]))
+        stored = spec_from_dict(json.loads(attrs["spec"]))
     except (json.JSONDecodeError, TypeError, SweepError) as error:
         raise StoreError(where, f"its 'spec' attribute is not a valid sweep: {error}") from None
     found = stored.differences(spec)
@@ -302,55 +213,52 @@ def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
 # ----------------------------------------------------------------------------------------------
 
 
-def write_cell(
-    path: str | os.PathLike[str],
-    spec: SweepSpec,
-    i_c: int,
-    i_signal: int,
-    theory: Sequence[TheoryResult | CellFailure],
-    montecarlo: Sequence[Sequence[MonteCarloResult | LanczosResult | CellFailure] | CellFailure],
-) -> None:
-    """Write one cell ``(i_c, i_signal)``: every loss and trial, data first, then ``done``.
+def write_cell(path: str | os.PathLike[str], spec: Spec, cell: Sequence[int], data: CellData) -> None:
+    """Write one cell: every variable's block, ``status`` and ``error``, then ``done``.
 
     Parameters
     ----------
     path : str or path-like
         A store made by :func:`create_store` for ``spec``.
-    spec : SweepSpec
-        The sweep (for the shapes; it is not compared with the store's, see :func:`check_store`).
-    i_c, i_signal : int
-        The cell.
-    theory : sequence
-        One entry per loss (in ``spec.grid.loss`` order): a :class:`TheoryResult` with
-        ``spec.theory.points`` abscissae and at most :data:`MAX_SPIKES` spikes, or a
-        :class:`CellFailure`.
-    montecarlo : sequence
-        One entry per trial: a sequence of one :class:`MonteCarloResult` (``p`` eigenvalues,
-        ``spec.montecarlo.k`` alignments per side and target) or :class:`CellFailure` per loss,
-        or one :class:`CellFailure` for the whole trial (its draw failed).
-
-    A point ``(loss, trial)`` is done when both its theory and its Monte Carlo result are there
-    and the theory converged (``TheoryResult.converged``); otherwise its ``status`` is
-    :data:`STATUS_FAILED`, ``error`` says why (``theory: …``, ``montecarlo: …``; for a theory
-    that did not converge, ``theory: did not converge (mass …, residual …): <note>``), ``done``
-    stays ``False``, and whatever part was computed is still written, for inspection.  Rewriting a
-    cell replaces it.
+    spec : Spec
+        The sweep (for the layout; it is not compared with the store's, see :func:`check_store`).
+    cell : sequence of int
+        The cell's index along each cell dimension (GLM: ``(i_c, i_signal)``).
+    data : CellData
+        The family's blocks (:meth:`Family.assemble <pipeline.families.base.Family.assemble>`).
+        A point whose error is ``""`` is done; any other point is failed (``status`` 2, its error
+        stored, ``done`` false), its computed data written all the same, for inspection.
+        Rewriting a cell replaces it.
 
     Raises
     ------
     IndexError
         For a cell outside the grid.
-    TypeError, ValueError
-        For results of the wrong kind, number or shape: nothing is written.
+    ValueError
+        For blocks of the wrong shape or set of variables: nothing is written.
     """
-    spec.check_cell(i_c, i_signal)
-    region = _region(spec, int(i_c), int(i_signal))
-    writes = {
-        name: (tuple(region[dim] for dim in dims), values)
-        for name, (dims, values) in _cell_arrays(spec, theory, montecarlo).items()
-    }
-    done = writes.pop("done")
-    zarr_sync(_write_arrays(os.fspath(path), writes, done))
+    layout = family_of(spec).layout(spec)
+    region = layout.region(cell)
+    writes = {}
+    for name, (dims, dtype, _) in _variables(layout).items():
+        if name in _BOOKKEEPING:
+            continue
+        if name not in data.arrays:
+            raise ValueError(f"cell {layout.describe_cell(cell)}: no block of {name!r}")
+        values = np.asarray(data.arrays[name], dtype=dtype)
+        shape = layout.block_shape(dims)
+        if values.shape != shape:
+            raise ValueError(f"{name}: expected a block of shape {shape}, got {values.shape}")
+        writes[name] = (tuple(region[dim] for dim in dims), values)
+    errors = np.asarray(data.errors, dtype=STRING)
+    points = tuple(region[dim] for dim in layout.point_dims)
+    expected = layout.block_shape(layout.point_dims)
+    if errors.shape != expected:
+        raise ValueError(f"errors: expected shape {expected}, got {errors.shape}")
+    failed = errors != ""
+    writes["status"] = (points, np.where(failed, STATUS_FAILED, STATUS_DONE).astype(np.int8))
+    writes["error"] = (points, errors)
+    zarr_sync(_write_arrays(os.fspath(path), writes, (points, ~failed)))
 
 
 async def _write_arrays(
@@ -383,8 +291,8 @@ async def _write_arrays(
 # ----------------------------------------------------------------------------------------------
 
 
-def pending_cells(path: str | os.PathLike[str], *, failed: bool = False) -> list[tuple[int, int]]:
-    """The cells ``(i_c, i_signal)`` that a run must compute, in grid order.
+def pending_cells(path: str | os.PathLike[str], *, failed: bool = False) -> list[tuple[int, ...]]:
+    """The cells (GLM: ``(i_c, i_signal)``) that a run must compute, in grid order.
 
     Parameters
     ----------
@@ -396,28 +304,44 @@ def pending_cells(path: str | os.PathLike[str], *, failed: bool = False) -> list
         written in part by a process that died before the point's ``done``.
     """
     where = os.fspath(path)
-    _attributes(where)
+    attrs = _attributes(where)
     group = _group(where)
     done = _array(group, "done")
     status = _array(group, "status")
     todo = ~done if failed else ~done & (status != STATUS_FAILED)
-    return [(int(i), int(j)) for i, j in zip(*np.nonzero(todo.any(axis=(1, 3))), strict=True)]
+    return [tuple(int(i) for i in cell) for cell in np.argwhere(_per_cell(attrs, todo).any(axis=-1))]
 
 
-def failed_cells(path: str | os.PathLike[str]) -> dict[tuple[int, int], int]:
-    """The cells ``(i_c, i_signal)`` holding points recorded as failed, and how many, in grid order."""
+def failed_cells(path: str | os.PathLike[str]) -> dict[tuple[int, ...], int]:
+    """The cells holding points recorded as failed, and how many, in grid order."""
     where = os.fspath(path)
-    _attributes(where)
+    attrs = _attributes(where)
     group = _group(where)
     failed = (_array(group, "status") == STATUS_FAILED) & ~_array(group, "done")
-    per_cell = failed.sum(axis=(1, 3))
-    return {(int(i), int(j)): int(per_cell[i, j]) for i, j in zip(*np.nonzero(per_cell), strict=True)}
+    per_cell = _per_cell(attrs, failed).sum(axis=-1)
+    return {tuple(int(i) for i in cell): int(per_cell[tuple(cell)]) for cell in np.argwhere(per_cell)}
+
+
+def _per_cell(attrs: Mapping[str, Any], points: np.ndarray) -> np.ndarray:
+    """A mask over the point dimensions as ``(*cell dimensions, the other points of the cell)``."""
+    point_dims, cell_dims = _dims(attrs)
+    order = [point_dims.index(dim) for dim in cell_dims]
+    rest = [axis for axis in range(len(point_dims)) if axis not in order]
+    moved = np.transpose(points, order + rest)
+    return moved.reshape(*moved.shape[: len(order)], -1)
+
+
+def _dims(attrs: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The point and cell dimensions of a cube (a cube without them is a GLM cube of format 2 or 3)."""
+    point_dims = list(attrs.get("point_dims", ("c", "loss", "signal", "trial")))
+    return point_dims, list(attrs.get("cell_dims", ("c", "signal")))
 
 
 def summary(path: str | os.PathLike[str], *, max_errors: int = 20) -> dict[str, Any]:
     """Counts of done, failed and pending points, overall and along each axis.
 
-    A point is ``(c, loss, signal, trial)``; ``done + failed + pending == total``.
+    A point is a tuple of indices along the point dimensions (GLM: ``(c, loss, signal, trial)``);
+    ``done + failed + pending == total``.
 
     Returns
     -------
@@ -429,50 +353,48 @@ def summary(path: str | os.PathLike[str], *, max_errors: int = 20) -> dict[str, 
              "total": int, "done": int, "failed": int, "pending": int,
              "cells": {"total": int, "done": int, "failed": int, "pending": int},
              "axes": {"c": [{"value": 0.5, "total": .., "done": .., "failed": .., "pending": ..}, …],
-                      "loss": [{"value": "logistic", …}, …], "signal": [...]},
+                      "loss": [{"value": "logistic", …}, …], "signal": [...]},   # but trial
              "errors": [{"c": .., "loss": .., "signal": .., "trial": .., "message": ..}, …]}
 
-        A cell ``(c, signal)`` is done when all its points are, pending when any of its points
+        (The keys of ``shape``, ``axes`` and ``errors`` are the point dimensions, here the GLM's.)
+        A cell (GLM: ``(c, signal)``) is done when all its points are, pending when any of its points
         is (a run computes it), failed otherwise (only ``hessweep run --retry-failed`` computes
         it again).  ``errors`` lists at most ``max_errors`` failed points, in grid order.
     """
     where = os.fspath(path)
     attrs = _attributes(where)
     group = _group(where)
+    point_dims, _ = _dims(attrs)
     status = _array(group, "status")
-    done = _array(group, "done")
-    failed_at = np.argwhere(status == STATUS_FAILED)[:max_errors]
+    is_done = _array(group, "done")
+    failed_at = np.argwhere((status == STATUS_FAILED) & ~is_done)[:max_errors]
     error = group["error"]
     assert isinstance(error, zarr.Array)
     messages = [str(error[tuple(int(i) for i in point)]) for point in failed_at]
-    axis_values = {name: _array(group, name).tolist() for name in ("c", "loss", "signal")}
-    is_done = done
+    values = {name: _array(group, name).tolist() for name in point_dims}
     is_failed = (status == STATUS_FAILED) & ~is_done
     is_pending = ~is_done & ~is_failed
+    masks = {"done": is_done, "failed": is_failed, "pending": is_pending}
 
-    def counts(mask_axes: tuple[int, ...]) -> dict[str, Any]:
-        return {
-            "total": np.ones_like(is_done).sum(axis=mask_axes),
-            "done": is_done.sum(axis=mask_axes),
-            "failed": is_failed.sum(axis=mask_axes),
-            "pending": is_pending.sum(axis=mask_axes),
-        }
-
+    # Every point dimension but the trials (whose counts say little).
     axes: dict[str, list[dict[str, Any]]] = {}
-    for axis, name in enumerate(("c", "loss", "signal")):
-        per = counts(tuple(a for a in range(4) if a != axis))
+    for axis, name in enumerate(point_dims):
+        if name == "trial":
+            continue
+        others = tuple(a for a in range(len(point_dims)) if a != axis)
+        per = {key: mask.sum(axis=others) for key, mask in masks.items()}
+        total = status.size // status.shape[axis]
         axes[name] = [
-            {"value": value, **{key: int(per[key][i]) for key in per}}
-            for i, value in enumerate(axis_values[name])
+            {"value": value, "total": total, **{key: int(per[key][i]) for key in per}}
+            for i, value in enumerate(values[name])
         ]
-    cell_done = is_done.all(axis=(1, 3))
-    cell_pending = is_pending.any(axis=(1, 3))
-    names = ("c", "loss", "signal", "trial")
+    cell_done = _per_cell(attrs, is_done).all(axis=-1)
+    cell_pending = _per_cell(attrs, is_pending).any(axis=-1)
     return {
         "name": json.loads(attrs["spec"])["name"],
         "created": attrs.get("created", ""),
         "store": where,
-        "shape": dict(zip(names, (int(n) for n in status.shape), strict=True)),
+        "shape": dict(zip(point_dims, (int(n) for n in status.shape), strict=True)),
         "total": int(status.size),
         "done": int(is_done.sum()),
         "failed": int(is_failed.sum()),
@@ -486,10 +408,7 @@ def summary(path: str | os.PathLike[str], *, max_errors: int = 20) -> dict[str, 
         "axes": axes,
         "errors": [
             {
-                "c": axis_values["c"][int(point[0])],
-                "loss": axis_values["loss"][int(point[1])],
-                "signal": axis_values["signal"][int(point[2])],
-                "trial": int(point[3]),
+                **{name: values[name][int(index)] for name, index in zip(point_dims, point, strict=True)},
                 "message": message,
             }
             for point, message in zip(failed_at, messages, strict=True)
@@ -571,12 +490,13 @@ def _lock_owner(descriptor: int) -> str:
 def verify(path: str | os.PathLike[str]) -> tuple[int, list[str]]:
     """Check every point of a cube against what its ``done`` and ``status`` promise.
 
-    A done point must have ``status`` done and no ``error``; its Monte Carlo result must be
-    complete (``dense``: ``p`` finite eigenvalues, ascending; ``lanczos``: finite ascending nodes
-    followed only by NaN padding, non-negative weights summing to 1, finite extreme Ritz values); and
-    its theory result must be there (finite, increasing abscissae, a finite non-negative density, a
-    finite mass, at least one bulk, edges that are not NaN).  A failed point must say why (``error``);
-    a point not done must not claim ``status`` done.
+    A done point must have ``status`` done and no ``error``, and its results what its family
+    promises (:meth:`Family.problems <pipeline.families.base.Family.problems>`; GLM: a complete
+    Monte Carlo result — ``dense``: ``p`` finite eigenvalues, ascending; ``lanczos``: finite
+    ascending nodes followed only by NaN padding, non-negative weights summing to 1, finite extreme
+    Ritz values — and a converged theory result: finite, increasing abscissae, a finite
+    non-negative density, a finite mass, at least one bulk, edges that are not NaN).  A failed
+    point must say why (``error``); a point not done must not claim ``status`` done.
 
     Reads the whole cube into memory, variable by variable.
 
@@ -596,19 +516,25 @@ def verify(path: str | os.PathLike[str]) -> tuple[int, list[str]]:
     where = os.fspath(path)
     attrs = _attributes(where)
     group = _group(where)
-    method = attrs.get("montecarlo_method", "dense")
+    spec = spec_from_dict(json.loads(attrs["spec"]))
+    point_dims, _ = _dims(attrs)
     done = _array(group, "done")
     status = _array(group, "status")
     error = _array(group, "error")
-    axes = {name: _array(group, name).tolist() for name in ("c", "loss", "signal")}
+    values = {name: _array(group, name).tolist() for name in point_dims}
     problems: list[str] = []
 
     def name(point: tuple[int, ...]) -> str:
-        i_c, i_loss, i_signal, trial = point
-        return (
-            f"c[{i_c}] = {axes['c'][i_c]:g}, loss = {axes['loss'][i_loss]}, "
-            f"signal[{i_signal}] = {axes['signal'][i_signal]:g}, trial {trial}"
-        )
+        parts = []
+        for dim, index in zip(point_dims, point, strict=True):
+            value = values[dim][index]
+            if dim == "trial":
+                parts.append(f"trial {index}")
+            elif isinstance(value, str):
+                parts.append(f"{dim} = {value}")
+            else:
+                parts.append(f"{dim}[{index}] = {value:g}")
+        return ", ".join(parts)
 
     def report(mask: np.ndarray, what: str) -> None:
         for point in np.argwhere(mask):
@@ -617,66 +543,10 @@ def verify(path: str | os.PathLike[str]) -> tuple[int, list[str]]:
     report(done & (status != STATUS_DONE), "done, but its status is not done")
     report(done & (error != ""), "done, but it has an error message")
     report(~done & (status == STATUS_DONE), "status done, but not marked done")
-    report(done & ~_array(group, "converged")[..., None], "done, but its theory did not converge")
     report((status == STATUS_FAILED) & (error == ""), "failed without an error message")
-
-    for what, bad in _montecarlo_problems(group, method):
+    for what, bad in family_of(spec).problems(spec, lambda variable: _array(group, variable)):
         report(done & bad, what)
-    # Theory variables have no trial axis: a problem there is every done trial's problem.
-    for what, bad in _theory_problems(group):
-        report(done & bad[..., None], what)
     return int(done.sum()), problems
-
-
-def _montecarlo_problems(group: zarr.Group, method: str) -> list[tuple[str, np.ndarray]]:
-    """(problem, mask over (c, loss, signal, trial)) for the Monte Carlo variables."""
-    if method == "dense":
-        eigenvalues = _array(group, "eigenvalues")
-        with np.errstate(invalid="ignore"):
-            descending = np.any(np.diff(eigenvalues, axis=-1) < 0, axis=-1)
-        return [
-            ("eigenvalues missing or not finite", ~np.all(np.isfinite(eigenvalues), axis=-1)),
-            ("eigenvalues not ascending", descending),
-        ]
-    nodes = _array(group, "mc_nodes")
-    weights = _array(group, "mc_weights")
-    present = ~np.isnan(nodes)
-    # NaN padding only after the last node: the present entries form a prefix.
-    padded_inside = np.any(~present[..., :-1] & present[..., 1:], axis=-1)
-    with np.errstate(invalid="ignore"):
-        descending = np.any(np.diff(nodes, axis=-1) < 0, axis=-1)
-        bad_weights = np.any(present & ~(weights >= 0), axis=-1)
-    total = np.where(present, weights, 0.0).sum(axis=-1)
-    return [
-        ("quadrature missing", ~present[..., 0]),
-        (
-            "quadrature nodes not finite, or NaN before the last node",
-            padded_inside | np.any(np.isinf(nodes), -1),
-        ),
-        ("quadrature nodes not ascending", descending),
-        ("quadrature weights negative or missing", bad_weights),
-        ("quadrature weights do not sum to 1", ~(np.abs(total - 1.0) <= 1e-9)),
-        ("extreme Ritz values not finite", ~np.all(np.isfinite(_array(group, "mc_extreme")), axis=-1)),
-    ]
-
-
-def _theory_problems(group: zarr.Group) -> list[tuple[str, np.ndarray]]:
-    """(problem, mask over (c, loss, signal)) for the theory variables."""
-    x = _array(group, "density_x")
-    density = _array(group, "density")
-    with np.errstate(invalid="ignore"):
-        unordered = ~np.all(np.diff(x, axis=-1) > 0, axis=-1)
-        negative = ~np.all(density >= 0, axis=-1)
-    return [
-        ("theory abscissae missing, not finite or not increasing", ~np.all(np.isfinite(x), -1) | unordered),
-        ("theory density missing, not finite or negative", ~np.all(np.isfinite(density), -1) | negative),
-        ("theory mass missing", ~np.isfinite(_array(group, "mass"))),
-        ("no bulk in the theory result", _array(group, "bulk_count") < 1),
-        (
-            "theory edges missing",
-            np.isnan(_array(group, "edge_left")) | np.isnan(_array(group, "edge_right")),
-        ),
-    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -684,72 +554,31 @@ def _theory_problems(group: zarr.Group) -> list[tuple[str, np.ndarray]]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _variables(spec: SweepSpec) -> dict[str, tuple[tuple[str, ...], np.dtype[Any]]]:
-    """(dims, dtype) of every data variable of the sweep's cube, in writing order (``done`` last)."""
-    return {**_METHOD_VARIABLES[spec.montecarlo.method], **_COMMON_VARIABLES}
+def _variables(layout: Layout) -> dict[str, tuple[tuple[str, ...], np.dtype[Any], str]]:
+    """(dims, dtype, description) of every data variable, in writing order: the family's, then
+    ``status``, ``error`` and ``done``."""
+    variables = {name: (v.dims, v.dtype, v.description) for name, v in layout.variables.items()}
+    for name, (dtype, description) in _BOOKKEEPING.items():
+        variables[name] = (layout.point_dims, dtype, description)
+    return variables
 
 
-def _sizes(spec: SweepSpec) -> dict[str, int]:
-    n_c, n_loss, n_signal, trials = spec.shape
-    sizes = {"c": n_c, "loss": n_loss, "signal": n_signal, "trial": trials}
-    if spec.montecarlo.method == "dense":
-        sizes["eig"] = spec.p
-    else:
-        sizes["node"] = spec.montecarlo.probes * spec.montecarlo.steps
-    return {
-        **sizes,
-        "x": spec.theory.points,
-        "k": 2 * spec.montecarlo.k,
-        "target": len(TARGETS),
-        "spike_index": MAX_SPIKES,
-    }
-
-
-def _chunks(spec: SweepSpec, dims: tuple[str, ...]) -> tuple[int, ...]:
-    """One cell wide along ``c`` and ``signal``, whole along the rest (at least 1: Zarr's minimum)."""
-    sizes = _sizes(spec)
-    return tuple(1 if dim in _CELL_DIMS else max(1, sizes[dim]) for dim in dims)
-
-
-def _fill(dtype: np.dtype[Any]) -> Any:
-    if dtype.kind == "f":
-        return np.nan
-    if dtype.kind == "T":
-        return ""
-    return dtype.type(0)
-
-
-def _template(spec: SweepSpec) -> xr.Dataset:
+def _template(spec: Spec, layout: Layout) -> xr.Dataset:
     # Imported here: only the template needs dask (writers and readers do not pay for its import).
     import dask.array as da
 
-    sizes = _sizes(spec)
-    k = spec.montecarlo.k
-    coords: dict[str, tuple[str, np.ndarray]] = {
-        "c": ("c", np.array(spec.grid.c, dtype=np.float64)),
-        "loss": ("loss", np.array(spec.grid.loss, dtype=_STRING)),
-        "signal": ("signal", np.array(spec.grid.signal, dtype=np.float64)),
-        "trial": ("trial", np.arange(spec.trials, dtype=np.int64)),
-        **{dim: (dim, np.arange(sizes[dim], dtype=np.int64)) for dim in ("eig", "node") if dim in sizes},
-        "x": ("x", np.arange(spec.theory.points, dtype=np.int64)),
-        "k": ("k", np.arange(2 * k, dtype=np.int64)),
-        "side": ("k", np.array([_SIDES[0]] * k + [_SIDES[1]] * k, dtype=_STRING)),
-        "rank": ("k", np.concatenate([np.arange(k), np.arange(k)]).astype(np.int64)),
-        "target": ("target", np.array(TARGETS, dtype=_STRING)),
-        "spike_index": ("spike_index", np.arange(MAX_SPIKES, dtype=np.int64)),
-    }
     variables = {}
-    for name, (dims, dtype) in _variables(spec).items():
-        shape = tuple(sizes[dim] for dim in dims)
+    for name, (dims, dtype, description) in _variables(layout).items():
+        shape = tuple(layout.sizes[dim] for dim in dims)
         # One dask chunk per variable: nothing is computed (to_zarr(compute=False)), and a graph of
         # one chunk per cell costs seconds to build for a sweep of 1000 cells.  The Zarr chunks
         # (one per cell) come from the encoding.
-        array = da.full(shape, _fill(dtype), dtype=dtype, chunks=-1)
-        variables[name] = xr.Variable(dims, array, attrs={"description": _DESCRIPTIONS[name]})
-    return xr.Dataset(variables, coords=coords, attrs=_attrs(spec))
+        array = da.full(shape, fill_value(dtype), dtype=dtype, chunks=-1)
+        variables[name] = xr.Variable(dims, array, attrs={"description": description})
+    return xr.Dataset(variables, coords=dict(layout.coords), attrs=_attrs(spec, layout))
 
 
-def _attrs(spec: SweepSpec) -> dict[str, Any]:
+def _attrs(spec: Spec, layout: Layout) -> dict[str, Any]:
     from pipeline import __version__
 
     versions = {"hessweep": __version__}
@@ -761,7 +590,10 @@ def _attrs(spec: SweepSpec) -> dict[str, Any]:
     return {
         "title": f"hessweep cube of sweep {spec.name!r}",
         "cube_format": CUBE_FORMAT,
-        "montecarlo_method": spec.montecarlo.method,
+        "family": spec.family,
+        "point_dims": list(layout.point_dims),
+        "cell_dims": list(layout.cell_dims),
+        **layout.attrs,
         "sweep_name": spec.name,
         "sweep_yaml": spec.source_text,
         "spec": json.dumps(spec.to_dict(), sort_keys=True),
@@ -803,7 +635,7 @@ def _group(where: str) -> zarr.Group:
     return zarr.open_group(where, mode="r", zarr_format=3, use_consolidated=False)
 
 
-def _missing_arrays(where: str, spec: SweepSpec) -> list[str]:
+def _missing_arrays(where: str, spec: Spec) -> list[str]:
     """The sweep's arrays absent from the store's consolidated metadata (all of them without it).
 
     The consolidated metadata is the last thing the template writes (see :func:`create_store`).
@@ -815,7 +647,8 @@ def _missing_arrays(where: str, spec: SweepSpec) -> list[str]:
         metadata = None
     if metadata is None:
         return ["consolidated metadata"]
-    expected = [*_variables(spec), *_sizes(spec)]
+    layout = family_of(spec).layout(spec)
+    expected = [*_variables(layout), *layout.coords]
     return [name for name in expected if name not in metadata.metadata]
 
 
@@ -831,188 +664,3 @@ def _array(group: zarr.Group, name: str) -> np.ndarray:
     array = group[name]
     assert isinstance(array, zarr.Array)
     return np.asarray(array[...])
-
-
-def _cell_arrays(
-    spec: SweepSpec,
-    theory: Sequence[TheoryResult | CellFailure],
-    montecarlo: Sequence[Sequence[MonteCarloResult | LanczosResult | CellFailure] | CellFailure],
-) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
-    """The cell's region of every variable, shaped ``(1, n_loss, 1, …)``, checked first."""
-    _, n_loss, _, trials = spec.shape
-    sizes = _sizes(spec)
-    k = spec.montecarlo.k
-    if len(theory) != n_loss:
-        raise ValueError(f"theory: expected {n_loss} results (one per loss), got {len(theory)}")
-    if len(montecarlo) != trials:
-        raise ValueError(f"montecarlo: expected {trials} entries (one per trial), got {len(montecarlo)}")
-    for i_loss, outcome in enumerate(theory):
-        _check_theory(outcome, spec, f"theory[{i_loss}]")
-    per_trial: list[list[MonteCarloResult | LanczosResult | CellFailure]] = []
-    for trial, entry in enumerate(montecarlo):
-        if isinstance(entry, CellFailure):
-            per_trial.append([entry] * n_loss)
-            continue
-        if isinstance(entry, (str, bytes)) or not isinstance(entry, Sequence):
-            raise TypeError(
-                f"montecarlo[{trial}]: expected a list of results per loss or a CellFailure, "
-                f"not {type(entry).__name__}"
-            )
-        if len(entry) != n_loss:
-            raise ValueError(
-                f"montecarlo[{trial}]: expected {n_loss} results (one per loss), got {len(entry)}"
-            )
-        for i_loss, sample in enumerate(entry):
-            _check_montecarlo(sample, spec, f"montecarlo[{trial}][{i_loss}]")
-        per_trial.append(list(entry))
-
-    variables = _variables(spec)
-    arrays: dict[str, np.ndarray] = {}
-    for name, (dims, dtype) in variables.items():
-        shape = tuple(1 if dim in _CELL_DIMS else sizes[dim] for dim in dims)
-        arrays[name] = np.full(shape, _fill(dtype), dtype=dtype)
-    errors = [["" for _ in range(trials)] for _ in range(n_loss)]
-
-    for i_loss, result in enumerate(theory):
-        at = (0, i_loss, 0)
-        if isinstance(result, CellFailure):
-            for trial in range(trials):
-                errors[i_loss][trial] = f"theory: {result.message}"
-            continue
-        n_spikes = len(result.spikes)
-        arrays["density"][at] = result.density
-        arrays["density_x"][at] = result.x
-        arrays["edge_left"][at] = result.edge_left
-        arrays["edge_right"][at] = result.edge_right
-        arrays["bulk_count"][at] = result.edges.shape[0]
-        arrays["spike"][0, i_loss, 0, :n_spikes] = result.spikes
-        for i_target, target in enumerate(TARGETS):
-            arrays["spike_align"][0, i_loss, 0, :n_spikes, i_target] = result.spike_align[target]
-        arrays["atom_zero"][at] = result.atom_zero
-        arrays["negative_fraction"][at] = result.negative_fraction
-        arrays["mass"][at] = result.mass
-        arrays["converged"][at] = result.converged
-        arrays["residual"][at] = result.residual
-        arrays["spikes_defined"][at] = result.spikes_defined
-        arrays["note"][at] = result.note
-        if not result.converged:
-            # Written for inspection, never marked done (see write_cell).
-            for trial in range(trials):
-                errors[i_loss][trial] = f"theory: {_unconverged(result)}"
-
-    for trial, results in enumerate(per_trial):
-        for i_loss, mc in enumerate(results):
-            point = (0, i_loss, 0, trial)
-            if isinstance(mc, CellFailure):
-                message = f"montecarlo: {mc.message}"
-                errors[i_loss][trial] = (
-                    f"{errors[i_loss][trial]}; {message}" if errors[i_loss][trial] else message
-                )
-                continue
-            if isinstance(mc, MonteCarloResult):
-                arrays["eigenvalues"][point] = mc.eigenvalues
-            else:
-                _put_lanczos(arrays, point, mc, theory[i_loss])
-            for i_target, target in enumerate(TARGETS):
-                arrays["mc_align"][0, i_loss, 0, trial, :k, i_target] = mc.align_bottom[target]
-                arrays["mc_align"][0, i_loss, 0, trial, k:, i_target] = mc.align_top[target]
-            arrays["mc_negative_fraction"][point] = mc.negative_fraction
-
-    for i_loss in range(n_loss):
-        for trial in range(trials):
-            point = (0, i_loss, 0, trial)
-            failed = bool(errors[i_loss][trial])
-            arrays["status"][point] = STATUS_FAILED if failed else STATUS_DONE
-            arrays["error"][point] = errors[i_loss][trial]
-            arrays["done"][point] = not failed
-    return {name: (variables[name][0], array) for name, array in arrays.items()}
-
-
-def _unconverged(result: TheoryResult) -> str:
-    """Why a theory result that did not converge is not trusted, for its points' ``error``."""
-    why = f"did not converge (mass {result.mass:.6g}, residual {result.residual:.3g})"
-    return f"{why}: {result.note}" if result.note else why
-
-
-def _put_lanczos(
-    arrays: dict[str, np.ndarray],
-    point: tuple[int, int, int, int],
-    result: LanczosResult,
-    theory: TheoryResult | CellFailure,
-) -> None:
-    """A matrix-free result's variables at ``point``; its density on the theory's abscissae."""
-    size = result.nodes.size
-    arrays["mc_nodes"][(*point, slice(0, size))] = result.nodes
-    arrays["mc_weights"][(*point, slice(0, size))] = result.weights
-    if isinstance(theory, TheoryResult):
-        arrays["mc_density"][point] = result.density(theory.x)
-    arrays["mc_extreme"][point] = np.concatenate([result.bottom, result.top])
-    arrays["mc_residual"][point] = np.concatenate([result.residual_bottom, result.residual_top])
-    arrays["mc_atom_zero"][point] = result.atom_zero
-
-
-def _check_theory(result: object, spec: SweepSpec, where: str) -> None:
-    if isinstance(result, CellFailure):
-        return
-    if not isinstance(result, TheoryResult):
-        raise TypeError(f"{where}: expected a TheoryResult or a CellFailure, not {type(result).__name__}")
-    points = spec.theory.points
-    for name in ("x", "density"):
-        shape = np.shape(getattr(result, name))
-        if shape != (points,):
-            raise ValueError(f"{where}.{name}: expected shape ({points},) (theory.points), got {shape}")
-    spikes = np.shape(result.spikes)
-    if len(spikes) != 1 or spikes[0] > MAX_SPIKES:
-        raise ValueError(
-            f"{where}.spikes: expected at most {MAX_SPIKES} spikes in a 1-d array, got shape {spikes}"
-        )
-    for target in TARGETS:
-        if target not in result.spike_align:
-            raise ValueError(f"{where}.spike_align: no entry for target {target!r}")
-        shape = np.shape(result.spike_align[target])
-        if shape != spikes:
-            raise ValueError(
-                f"{where}.spike_align[{target!r}]: expected shape {spikes} (one per spike), got {shape}"
-            )
-    if np.ndim(result.edges) != 2 or np.shape(result.edges)[1:] != (2,) or len(result.edges) == 0:
-        raise ValueError(f"{where}.edges: expected shape (n_bulks >= 1, 2), got {np.shape(result.edges)}")
-
-
-def _check_montecarlo(result: object, spec: SweepSpec, where: str) -> None:
-    if isinstance(result, CellFailure):
-        return
-    options = spec.montecarlo
-    expected = MonteCarloResult if options.method == "dense" else LanczosResult
-    if not isinstance(result, expected):
-        raise TypeError(
-            f"{where}: expected a {expected.__name__} (montecarlo.method: {options.method}) or a "
-            f"CellFailure, not {type(result).__name__}"
-        )
-    if isinstance(result, MonteCarloResult):
-        shape = np.shape(result.eigenvalues)
-        if shape != (spec.p,):
-            raise ValueError(f"{where}.eigenvalues: expected shape ({spec.p},) (p), got {shape}")
-    elif isinstance(result, LanczosResult) and result.nodes.size > options.probes * options.steps:
-        raise ValueError(
-            f"{where}.nodes: expected at most probes × steps = {options.probes * options.steps}, "
-            f"got {result.nodes.size}"
-        )
-    k = options.k
-    for side in ("align_bottom", "align_top"):
-        alignments = getattr(result, side)
-        for target in TARGETS:
-            if target not in alignments:
-                raise ValueError(f"{where}.{side}: no entry for target {target!r}")
-            shape = np.shape(alignments[target])
-            if shape != (k,):
-                raise ValueError(
-                    f"{where}.{side}[{target!r}]: expected shape ({k},) (montecarlo.k), got {shape}"
-                )
-
-
-def _region(spec: SweepSpec, i_c: int, i_signal: int) -> dict[str, slice]:
-    """Explicit slices of one cell along every dimension."""
-    region = {dim: slice(0, size) for dim, size in _sizes(spec).items()}
-    region["c"] = slice(i_c, i_c + 1)
-    region["signal"] = slice(i_signal, i_signal + 1)
-    return region

@@ -22,7 +22,7 @@ import reprlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import product
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import yaml
@@ -42,6 +42,7 @@ __all__ = [
     "TheoryOptions",
     "load_sweep",
     "parse_sweep",
+    "spec_from_dict",
 ]
 
 #: Scenario scalars that the signal axis can set: a vector's norm or angle, as ``vector.scalar``, or
@@ -78,7 +79,9 @@ _MAX_NODES = 10**6
 _MIN_THEORY_POINTS = 32
 
 _ROOT = "<root>"
-_TOP_KEYS = ("name", "p", "trials", "seed", "model", "grid", "signal", "fixed", "montecarlo", "theory")
+_TOP_KEYS = (
+    "family", "name", "p", "trials", "seed", "model", "grid", "signal", "fixed", "montecarlo", "theory"
+)
 _REQUIRED_KEYS = ("name", "p", "grid")
 _GRID_KEYS = ("c", "loss", "signal")
 _AXIS_KEYS = ("start", "stop", "num", "scale")
@@ -211,6 +214,8 @@ class SweepSpec:
     montecarlo: MonteCarloOptions = field(default_factory=MonteCarloOptions)
     theory: TheoryOptions = field(default_factory=TheoryOptions)
     source_text: str = field(default="", compare=False, repr=False)
+    #: The family of these sweeps (:mod:`pipeline.families.glm`).
+    family: ClassVar[str] = "glm"
 
     def __hash__(self) -> int:
         return hash(json.dumps(self.to_dict(), sort_keys=True))
@@ -564,10 +569,29 @@ def parse_sweep(text: str, *, source: str = "<string>") -> SweepSpec:
         if len(text) > _MAX_TEXT:
             raise SweepError(_ROOT, f"more than {_MAX_TEXT} characters {_TOO_LONG}")
         data = _safe_load(text)
-        return SweepSpec.from_dict(data, source_text=text)
+        return spec_from_dict(data, source_text=text)
     except SweepError as error:
         error.source = source
         raise
+
+
+def spec_from_dict(data: Any, *, source_text: str | None = None) -> Any:
+    """Validate a sweep of any family given as Python data (a parsed sweep file, a cube's ``spec``).
+
+    The ``family`` key (default ``glm``) names the family (:data:`pipeline.families.FAMILIES`),
+    which validates the rest; ``glm`` gives a :class:`SweepSpec`.
+
+    Raises
+    ------
+    SweepError
+        Naming the YAML path of the first field at fault (``family`` for an unknown family).
+    """
+    from pipeline.families import FAMILIES
+
+    family = data.get("family", "glm") if isinstance(data, Mapping) else "glm"
+    if not isinstance(family, str) or family not in FAMILIES:
+        raise SweepError("family", f"must be one of {', '.join(FAMILIES)}, not {_repr(family)}")
+    return FAMILIES[family].parse(data, source_text=source_text)
 
 
 _TOO_LONG = "(a sanity limit: a sweep is a few kB; write a long axis as {start, stop, num})"

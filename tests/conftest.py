@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline import runner, store
+from pipeline.families import family_of
 from pipeline.sweep import SweepSpec, parse_sweep
 
 _ATTEMPTS = 1
@@ -28,12 +29,8 @@ def build_cube(spec: SweepSpec, path: Path) -> Path:
     tests check that a cluster produces the same cube.
     """
     store.create_store(path, spec)
-    n_c, n_loss, n_signal, trials = spec.shape
-    for i_c in range(n_c):
-        for i_signal in range(n_signal):
-            solved = [runner.theory_task(spec, i_c, i_loss, i_signal, _ATTEMPTS) for i_loss in range(n_loss)]
-            drawn = [runner.montecarlo_task(spec, i_c, i_signal, t, _ATTEMPTS) for t in range(trials)]
-            runner.write_task(str(path), spec, i_c, i_signal, solved, drawn, _ATTEMPTS)
+    for cell in family_of(spec).layout(spec).cells():
+        runner.cell_task(str(path), spec, cell, _ATTEMPTS)
     return path
 
 

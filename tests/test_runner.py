@@ -14,14 +14,9 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import pipeline
 from pipeline import montecarlo, runner, store, theory
 from pipeline.cli import main
-from pipeline.runner import (
-    RunReport,
-    montecarlo_batch_task,
-    montecarlo_task,
-    run_sweep,
-    theory_task,
-    write_task,
-)
+from pipeline.families import CellData
+from pipeline.families.glm import GLMFamily, draw_and_analyse
+from pipeline.runner import RunReport, part_task, run_sweep, write_task
 from pipeline.store import CellFailure, open_cube
 from pipeline.sweep import SweepSpec, parse_sweep
 
@@ -219,7 +214,7 @@ def test_failed_point_is_recorded_and_the_run_goes_on(
 # ----------------------------------------------------------------------------------------------
 
 
-def test_theory_task_retries_then_records_the_failure(
+def test_a_part_that_raises_is_retried_then_recorded_as_failed(
     tiny: SweepSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
@@ -232,18 +227,18 @@ def test_theory_task_retries_then_records_the_failure(
         return solve(scenario, points=points)
 
     monkeypatch.setattr(theory, "solve", flaky)
-    result = theory_task(tiny, 0, 1, 2, attempts=3)
+    result = part_task(tiny, (0, 2), ("theory", 1), attempts=3)
     assert isinstance(result, theory.TheoryResult)
     assert len(calls) == 3
 
     calls.clear()
-    failure = theory_task(tiny, 0, 1, 2, attempts=2)
+    failure = part_task(tiny, (0, 2), ("theory", 1), attempts=2)
     assert failure == CellFailure("theory at c[0], loss[1], signal[2]: RuntimeError: try 2 (2 attempts)")
     assert len(calls) == 2
 
 
-def test_montecarlo_task_analyses_one_draw_under_every_loss(tiny: SweepSpec) -> None:
-    results = montecarlo_task(tiny, 1, 2, 1, attempts=1)
+def test_draw_and_analyse_analyses_one_draw_under_every_loss(tiny: SweepSpec) -> None:
+    results = draw_and_analyse(tiny, 1, 2, 1, attempts=1)
     assert isinstance(results, list)
     assert len(results) == 2
     for i_loss, result in enumerate(results):
@@ -251,17 +246,17 @@ def test_montecarlo_task_analyses_one_draw_under_every_loss(tiny: SweepSpec) -> 
         assert np.array_equal(result.eigenvalues, expected.eigenvalues)
 
 
-def test_montecarlo_task_records_a_failing_draw(tiny: SweepSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_draw_and_analyse_records_a_failing_draw(tiny: SweepSpec, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: Any, **kwargs: Any) -> None:
         raise MemoryError("no room")
 
     monkeypatch.setattr(montecarlo, "draw", broken)
-    assert montecarlo_task(tiny, 0, 0, 1, attempts=1) == CellFailure(
+    assert draw_and_analyse(tiny, 0, 0, 1, attempts=1) == CellFailure(
         "Monte Carlo at c[0], signal[0], trial 1: MemoryError: no room (1 attempt)"
     )
 
 
-def test_montecarlo_task_records_a_failing_loss(tiny: SweepSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_draw_and_analyse_records_a_failing_loss(tiny: SweepSpec, monkeypatch: pytest.MonkeyPatch) -> None:
     analyse = montecarlo.analyse
 
     def picky(drawn: montecarlo.Draw, scenario: pipeline.Scenario, *, k: int) -> montecarlo.MonteCarloResult:
@@ -270,7 +265,7 @@ def test_montecarlo_task_records_a_failing_loss(tiny: SweepSpec, monkeypatch: py
         return analyse(drawn, scenario, k=k)
 
     monkeypatch.setattr(montecarlo, "analyse", picky)
-    results = montecarlo_task(tiny, 0, 0, 1, attempts=2)
+    results = draw_and_analyse(tiny, 0, 0, 1, attempts=2)
     assert isinstance(results, list)
     assert isinstance(results[0], montecarlo.MonteCarloResult)
     assert results[1] == CellFailure(
@@ -279,19 +274,24 @@ def test_montecarlo_task_records_a_failing_loss(tiny: SweepSpec, monkeypatch: py
     )
 
 
-def test_write_task_counts_the_points_of_failed_parts(
+def test_write_task_counts_the_failed_points_its_family_reports(
     tiny: SweepSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     written = []
     monkeypatch.setattr(store, "write_cell", lambda *args: written.append(args))
-    theory_failure = CellFailure("theory broke")
-    draw_failure, analysis_failure = CellFailure("draw broke"), CellFailure("analysis broke")
-    solved = [theory_failure, "ok", "ok"]
-    drawn = [["ok", "ok", "ok"], draw_failure, ["ok", analysis_failure, "ok"]]
-    outcome = write_task("cube.zarr", tiny, 1, 2, solved, drawn, 1)  # type: ignore[arg-type]
-    # Loss 0 fails for all 3 trials, trial 1 for all 3 losses, (loss 1, trial 2): 6 of 9 points.
-    assert outcome == runner.CellOutcome(1, 2, 6, ("theory broke", "draw broke", "analysis broke"))
-    assert written == [("cube.zarr", tiny, 1, 2, solved, drawn)]
+    errors = np.array([["theory: broke", ""], ["", "montecarlo: broke"]], dtype=np.dtypes.StringDType())
+    data = CellData({}, errors.reshape(1, 2, 1, 2), ("theory broke", "draw broke"))
+    seen = []
+
+    def assemble(self: GLMFamily, spec: SweepSpec, cell: tuple[int, ...], results: list[Any]) -> CellData:
+        seen.append((cell, results))
+        return data
+
+    monkeypatch.setattr(GLMFamily, "assemble", assemble)
+    outcome = write_task("cube.zarr", tiny, (1, 2), ["results"], 1)
+    assert outcome == runner.CellOutcome((1, 2), 2, ("theory broke", "draw broke"))
+    assert seen == [((1, 2), ["results"])]
+    assert written == [("cube.zarr", tiny, (1, 2), data)]
 
 
 def test_write_task_that_cannot_write_fails_the_whole_cell(
@@ -300,9 +300,10 @@ def test_write_task_that_cannot_write_fails_the_whole_cell(
     def unwritable(*args: Any) -> None:
         raise OSError("disk full")
 
+    errors = np.full((1, 2, 1, 2), "", dtype=np.dtypes.StringDType())
+    monkeypatch.setattr(GLMFamily, "assemble", lambda *args: CellData({}, errors))
     monkeypatch.setattr(store, "write_cell", unwritable)
-    drawn = [["ok", "ok"], ["ok", "ok"]]
-    outcome = write_task("cube.zarr", tiny, 0, 0, ["ok", "ok"], drawn, 2)  # type: ignore[arg-type]
+    outcome = write_task("cube.zarr", tiny, (0, 0), [], 2)
     assert outcome.failed_points == 4
     assert outcome.messages == ("writing cell c[0], signal[0]: OSError: disk full (2 attempts)",)
 
@@ -324,15 +325,19 @@ def test_run_sweep_refuses_workers_with_a_scheduler(tiny: SweepSpec, tmp_path: P
 
 
 def test_cheap_draws_are_batched_per_cell_and_give_the_same_results(tiny: SweepSpec) -> None:
-    # A tiny point's trials run in one task; the results are those of one task per trial.
-    assert runner._draw_flops(tiny, 0) < runner._BATCH_FLOPS
-    batch = montecarlo_batch_task(tiny, 1, 2, (0, 1), attempts=1)
-    single = [montecarlo_task(tiny, 1, 2, trial, attempts=1) for trial in (0, 1)]
+    # A tiny point's trials are one part; its results are those of one draw per trial.
+    family = GLMFamily()
+    assert family.parts(tiny, (1, 2)) == [("theory", 0), ("theory", 1), ("montecarlo", 0, 2)]
+    batch = family.compute(tiny, (1, 2), ("montecarlo", 0, 2), attempts=1)
+    single = [draw_and_analyse(tiny, 1, 2, trial, attempts=1) for trial in (0, 1)]
     for batched, alone in zip(batch, single, strict=True):
         assert isinstance(batched, list) and isinstance(alone, list)
         for a, b in zip(batched, alone, strict=True):
             assert isinstance(a, montecarlo.MonteCarloResult) and isinstance(b, montecarlo.MonteCarloResult)
             assert np.array_equal(a.eigenvalues, b.eigenvalues)
+    # A costly point's trials are a part each.
+    costly = parse_sweep(TINY.replace("p: 30", "p: 2000"))
+    assert family.parts(costly, (0, 0))[2:] == [("montecarlo", 0, 1), ("montecarlo", 1, 2)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -347,9 +352,9 @@ def test_plan_batches_cheap_cells_and_tapers_to_single_cells() -> None:
     assert tasks == runner._plan(spec, cells, workers=2)
     # Every cell once, in order; whole batches of the target cost first, single cells at the end.
     assert [cell for task in tasks for cell in task.cells] == cells
-    cost = runner._cell_seconds(spec, 0)
-    assert cost < runner._BATCH_SECONDS / 2
-    assert sum(runner._cell_seconds(spec, i_c) for i_c, _ in tasks[0].cells) >= runner._BATCH_SECONDS
+    family = GLMFamily()
+    assert family.cell_seconds(spec, (0, 0)) < runner._BATCH_SECONDS / 2
+    assert sum(family.cell_seconds(spec, cell) for cell in tasks[0].cells) >= runner._BATCH_SECONDS
     sizes = [len(task.cells) for task in tasks]
     assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 1
     assert not any(task.fine for task in tasks)
@@ -357,7 +362,7 @@ def test_plan_batches_cheap_cells_and_tapers_to_single_cells() -> None:
 
 def test_plan_gives_costly_cells_their_own_graph() -> None:
     spec = parse_sweep(TINY.replace("p: 30", "p: 2000"))
-    assert runner._cell_seconds(spec, 0) >= runner._BATCH_SECONDS
+    assert GLMFamily().cell_seconds(spec, (0, 0)) >= runner._BATCH_SECONDS
     tasks = runner._plan(spec, [(0, 0), (0, 1), (1, 2)], workers=1)
     assert tasks == [runner._Task((cell,), fine=True) for cell in [(0, 0), (0, 1), (1, 2)]]
 
@@ -432,10 +437,10 @@ def test_batch_that_dies_counts_only_its_cells_left_pending(
 
     cell_task = runner.cell_task
 
-    def crashing(path: str, spec: SweepSpec, i_c: int, i_signal: int, attempts: int) -> runner.CellOutcome:
-        if (i_c, i_signal) == (1, 1):
+    def crashing(path: str, spec: SweepSpec, cell: tuple[int, ...], attempts: int) -> runner.CellOutcome:
+        if cell == (1, 1):
             raise SystemError("lost outside the retries")
-        return cell_task(path, spec, i_c, i_signal, attempts)
+        return cell_task(path, spec, cell, attempts)
 
     monkeypatch.setattr(runner, "_CELLS_PER_TASK", 3)
     monkeypatch.setattr(runner, "cell_task", crashing)

@@ -22,8 +22,9 @@ import xarray as xr
 import zarr
 
 import pipeline
-from pipeline import montecarlo, theory
+from pipeline import montecarlo, store, theory
 from pipeline.errors import HessweepError, StoreError
+from pipeline.families.glm import cell_data
 from pipeline.montecarlo import MonteCarloResult
 from pipeline.scenario import TARGETS
 from pipeline.store import (
@@ -35,11 +36,10 @@ from pipeline.store import (
     CellFailure,
     check_store,
     create_store,
-    open_cube,
     failed_cells,
+    open_cube,
     pending_cells,
     summary,
-    write_cell,
 )
 from pipeline.sweep import SweepSpec, parse_sweep
 from pipeline.theory import TheoryResult
@@ -129,6 +129,11 @@ def fake_montecarlo(spec: SweepSpec, i_c: int, i_loss: int, i_signal: int, trial
         n=round(spec.p / spec.grid.c[i_c]),
         negative_fraction=float(rng.random()),
     )
+
+
+def write_cell(path: Path, spec: SweepSpec, i_c: int, i_signal: int, theory: Any, montecarlo: Any) -> None:
+    """:func:`pipeline.store.write_cell` of the GLM results of one cell (one per loss, one per trial)."""
+    store.write_cell(path, spec, (i_c, i_signal), cell_data(spec, (i_c, i_signal), theory, montecarlo))
 
 
 def fake_cell(spec: SweepSpec, i_c: int, i_signal: int) -> tuple[list[Any], list[Any]]:
@@ -231,12 +236,14 @@ def test_create_store_never_leaves_a_half_written_template(
 
 
 def test_check_store_refuses_an_incomplete_cube(tmp_path: Path, spec: SweepSpec) -> None:
+    from pipeline.families import family_of
     from pipeline.store import _template
 
     path = tmp_path / "cube.zarr"
     # A template written without its last step, the consolidated metadata (as a hessweep before
     # the atomic creation could leave one): not trusted.
-    _template(spec).to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False)
+    template = _template(spec, family_of(spec).layout(spec))
+    template.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False)
     with pytest.raises(StoreError, match=r"an incomplete cube \(no consolidated metadata\)"):
         check_store(path, spec)
 
@@ -310,9 +317,8 @@ def test_two_processes_in_any_order_equal_a_sequential_write(tmp_path: Path, spe
     random.Random(4).shuffle(shuffled)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-        futures = [
-            pool.submit(write_cell, parallel, spec, *cell, *fake_cell(spec, *cell)) for cell in shuffled
-        ]
+        blocks = {cell: cell_data(spec, cell, *fake_cell(spec, *cell)) for cell in shuffled}
+        futures = [pool.submit(store.write_cell, parallel, spec, cell, blocks[cell]) for cell in shuffled]
         for future in futures:
             future.result()
 
@@ -570,10 +576,10 @@ def test_verify_passes_complete_cubes_and_names_every_broken_point(
     assert problems == [
         "c[0] = 0.5, loss = logistic, signal[0] = 0, trial 1: done, but its status is not done",
         "c[1] = 2, loss = square, signal[1] = 1, trial 1: status done, but not marked done",
-        "c[1] = 2, loss = square, signal[0] = 0, trial 0: done, but its theory did not converge",
-        "c[1] = 2, loss = square, signal[0] = 0, trial 1: done, but its theory did not converge",
         "c[0] = 0.5, loss = logistic, signal[0] = 0, trial 1: failed without an error message",
         "c[0] = 0.5, loss = square, signal[1] = 1, trial 0: eigenvalues not ascending",
+        "c[1] = 2, loss = square, signal[0] = 0, trial 0: done, but its theory did not converge",
+        "c[1] = 2, loss = square, signal[0] = 0, trial 1: done, but its theory did not converge",
         "c[1] = 2, loss = logistic, signal[0] = 0, trial 0: theory density missing, not finite or negative",
         "c[1] = 2, loss = logistic, signal[0] = 0, trial 1: theory density missing, not finite or negative",
     ]

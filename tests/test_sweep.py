@@ -173,7 +173,8 @@ def test_geomspace_keeps_its_ends_exact() -> None:
         (
             sweep(steps=3),
             "steps",
-            "unknown key (known: fixed, grid, model, montecarlo, name, p, seed, signal, theory, trials)",
+            "unknown key (known: family, fixed, grid, model, montecarlo, name, p, seed, signal, theory, "
+            "trials)",
         ),
         (sweep(grid=grid(trial=[1])), "grid.trial", "unknown key (known: c, loss, signal)"),
         (
@@ -738,3 +739,16 @@ def test_spec_pickles() -> None:
     again = pickle.loads(pickle.dumps(spec))
     assert again == spec
     assert again.source_text == spec.source_text
+
+
+def test_the_family_key_names_the_family() -> None:
+    from pipeline.sweep import spec_from_dict
+
+    text = "name: a\np: 40\ngrid: {c: [0.5], loss: [square], signal: [1.0]}\nmodel: linear\n"
+    spec = parse_sweep("family: glm\n" + text)
+    assert spec == parse_sweep(text) and spec.family == "glm"
+    assert spec_from_dict(spec.to_dict()) == spec
+    with pytest.raises(SweepError, match=r"^family: must be one of glm.*, not 'gml'$"):
+        parse_sweep("family: gml\n" + text)
+    with pytest.raises(SweepError, match=r"^family: must be one of"):
+        parse_sweep("family: [glm]\n" + text)
