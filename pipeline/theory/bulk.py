@@ -19,6 +19,7 @@ Edges are where the real solution branches: ``Φ = 0`` and ``∂Φ/∂δ = 0`` w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,6 +67,26 @@ _OUTWARD_POINTS = 4
 # Below this fraction of the peak density a point polished from the compressed law's δ is solved
 # again by the full continuation on the full law (the compression error of δ is ~1e-3 to 1e-2).
 _FAINT_DENSITY = 1e-2
+# The full law's root δ is exact to the quadrature where the same quadrature shifted by half a
+# step solves Φ there to this (relative to |δ|): where the atoms resolve the integrand, the two
+# rules agree to rounding (their difference falls like exp(-2π d/h) for a pole at distance d from
+# the values of g, node spacing h; measured below 1e-12 in the bulk of the one-dimensional laws,
+# up to 1e-5 in the tails of two-dimensional ones, O(1) next to 0 at p > n).
+_QUADRATURE_TOLERANCE = 1e-8
+# The segment law's own error (O(h²): 1e-4 to 1e-5 of δ refined on a line of nodes, 1e-3 to 1e-2 on the
+# unrefined plane of a two-dimensional law) is measured at up to this many points where the full
+# law is exact; a point goes to the segment law only where the full law's error estimate is
+# larger than the largest of these.
+_ACCURACY_SAMPLE = 16
+# A point whose density (estimated by the compressed law) is below this fraction of the peak is
+# left to the full law even where its atoms fail: it is in the sparse far tail of an unbounded law
+# or at the faint end of the support next to the atom at 0, where all such points together carry
+# below 1e-4 of the mass, and the segment law costs ten times the atoms per point.
+_NEGLIGIBLE_DENSITY = 1e-3
+# A root of Φ with Im z = η > 0 is on the physical branch only if Im δ ≥ c η Σ π t / |t F − z|²
+# (Im F ≤ 0 whenever Im δ ≥ 0); this much below it is rounding, more is a root on a wrong sheet
+# (the continuation can end on the cut of the pieces' atanh, with Im δ ~ 1e-60).
+_BRANCH_SLACK = 1e-6
 
 # The coarse support grid is refined where one panel holds more than _PANEL_MASS of the mass, each
 # such panel cut into _PANEL_SPLITS, at most _REFINE_ROUNDS times.
@@ -95,10 +116,29 @@ def _atanh_ratio_excess(eta: np.ndarray) -> np.ndarray:
     return result
 
 
+def _atanh_ratio_slope(eta: np.ndarray, c_eta: np.ndarray) -> np.ndarray:
+    """``D(η) = C'(η)/η = (1/(1 − η²) − 3C(η))/η² = Σ_{k≥1} 2k η^{2k−2}/(2k + 3)``, given ``C(η)``."""
+    eta2 = eta * eta
+    result = np.full_like(eta, 2.0 * _SERIES_TERMS / (2 * _SERIES_TERMS + 3))
+    for k in range(_SERIES_TERMS - 1, 0, -1):
+        result *= eta2
+        result += 2.0 * k / (2 * k + 3)
+    large = np.abs(eta2) >= _SERIES_RADIUS**2
+    if large.any():
+        near2 = eta2[large]
+        result[large] = (1.0 / (1.0 - near2) - 3.0 * c_eta[large]) / near2
+    return result
+
+
 def _piece_moments(
-    delta: np.ndarray, centre: np.ndarray, width: np.ndarray, weight: np.ndarray, orders: int = 2
+    delta: np.ndarray,
+    centre: np.ndarray,
+    width: np.ndarray,
+    weight: np.ndarray,
+    orders: int = 2,
+    tilt: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """``E[g/(1+gδ)]`` and (``orders = 2``) ``E[g²/(1+gδ)²]`` for a mixture of uniform pieces.
+    """``E[g/(1+gδ)]`` and (``orders = 2``) ``E[g²/(1+gδ)²]`` for a mixture of pieces.
 
     For ``g`` uniform on ``[m − w/2, m + w/2]``, with ``s = 1 + mδ`` and ``η = δw/(2s)``:
     ``E[1/(1+gδ)] = atanh(η)/(ηs)`` and ``E[1/(1+gδ)²] = 1/(s²(1 − η²))``, which give
@@ -109,6 +149,14 @@ def _piece_moments(
     with ``C(η) = (atanh(η)/η − 1)/η²``: written so that nothing cancels as ``δ → 0``.  The
     principal ``atanh`` is the right branch because for ``Im δ ≠ 0`` the segment ``1 + gδ`` never
     meets the negative real axis.
+
+    With ``tilt`` θ the density of a piece is linear, ``∝ 1 + θτ`` at ``g = m + τw/2``; the
+    averages ``E[τ^k/(1+ητ)^j]`` over ``τ`` uniform on ``[−1, 1]`` add
+
+        θ (w/(2s²)) C(η)                                                  to E[g/(1+gδ)],
+        θ/s² (m w ((q/2)(C − A) + A − 2C) − (w²/4) η D(η))               to E[g²/(1+gδ)²],
+
+    with ``A = 1/(1 − η²)``, ``q = mδ/s`` and ``D = (A − 3C)/η²`` (:func:`_atanh_ratio_slope`).
     """
     d = delta[..., None]
     inverse_s = np.multiply.outer(delta, centre)
@@ -123,6 +171,16 @@ def _piece_moments(
     correction *= half_over_s
     correction *= inverse_s
     first = m_over_s - correction
+    tilted_second = None
+    if tilt is not None:
+        first += half_over_s * inverse_s * c_eta * tilt
+        if orders > 1:
+            a = 1.0 / (1.0 - eta * eta)
+            q = d * m_over_s
+            bracket = 0.5 * q * (c_eta - a) + a - 2.0 * c_eta
+            slope = _atanh_ratio_slope(eta, c_eta)
+            tilted_second = centre * width * bracket - (0.25 * width * width) * eta * slope
+            tilted_second *= inverse_s * inverse_s * tilt
     if orders == 1:
         return [first @ weight]
     # second = (m/s)² + (w/(2s))² (1/(s²(1 − η²)) − 2C(η)/s).
@@ -137,6 +195,8 @@ def _piece_moments(
     inner *= half_over_s
     m_over_s *= m_over_s
     inner += m_over_s
+    if tilted_second is not None:
+        inner += tilted_second
     return [first @ weight, inner @ weight]
 
 
@@ -154,9 +214,12 @@ class BulkEquation:
         Atoms of the law ν of ``g`` (or centres of its uniform pieces) and their masses;
         mass at 0 is left out, it only enters through ``atom_zero``.
     width : numpy.ndarray
-        Width of each uniform piece (0 for an atom).
+        Width of each piece (0 for an atom).
     atom_zero : float
         Mass of the limiting measure at 0, ``max(0, 1 - P(g ≠ 0)/c)``.
+    tilt : numpy.ndarray or None
+        The slope of each piece's density, in ``[−1, 1]`` (``None``: uniform pieces), see
+        :func:`_piece_moments`.
     """
 
     c: float
@@ -166,11 +229,15 @@ class BulkEquation:
     weight: np.ndarray
     width: np.ndarray
     atom_zero: float
+    tilt: np.ndarray | None = None
     _poles: np.ndarray = field(init=False, repr=False)
     # g^k × weight for k = 1, 2, 3: the weights of the atomic moments, real and (for complex δ, so
     # that a matrix product never converts them again) complex.
     _weighted: tuple[np.ndarray, ...] = field(init=False, repr=False)
     _weighted_complex: tuple[np.ndarray, ...] = field(init=False, repr=False)
+    # The pieces' masses as complex numbers: a complex-by-real matrix product skips BLAS and runs
+    # 100 times slower than a complex one.
+    _weight_complex: np.ndarray = field(init=False, repr=False)
 
     @property
     def hard_edge(self) -> bool:
@@ -183,6 +250,7 @@ class BulkEquation:
         weighted = tuple(self.g**k * self.weight for k in (1, 2, 3))
         object.__setattr__(self, "_weighted", weighted)
         object.__setattr__(self, "_weighted_complex", tuple(w.astype(complex) for w in weighted))
+        object.__setattr__(self, "_weight_complex", self.weight.astype(complex))
 
     def same_branch(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
         """Whether real ``new`` lies between the same poles ``δ = -1/g_k`` of ``F`` as ``old``.
@@ -226,7 +294,8 @@ class BulkEquation:
             return result
         if orders > 2:
             raise ValueError("third moments are only needed, and only given, for atomic laws")
-        return _piece_moments(delta, self.g, self.width, self.weight, orders)
+        weight = self._weight_complex if np.iscomplexobj(delta) else self.weight
+        return _piece_moments(delta, self.g, self.width, weight, orders, self.tilt)
 
     def residual(self, delta: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``Φ(δ, z)`` and ``∂Φ/∂δ``."""
@@ -235,6 +304,24 @@ class BulkEquation:
         phi = delta - self.c * (self.pi * self.t / denominator).sum(-1)
         dphi = 1.0 - self.c * (self.pi * self.t**2 * f2[..., None] / denominator**2).sum(-1)
         return phi, dphi
+
+    def physical(self, delta: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Whether each root ``δ`` at ``z`` (``Im z > 0``) can be on the physical branch.
+
+        With ``Im δ ≥ 0``, ``Im F ≤ 0`` and so ``Im δ ≥ c Im z Σ π t / |t F − z|²``; a root on a
+        wrong sheet of ``F`` (real ``δ`` on the cut of a piece's ``atanh``) breaks the bound by
+        orders of magnitude.
+        """
+        return self.inspect(delta, z)[2]
+
+    def inspect(self, delta: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`read` and :meth:`physical` from one evaluation of ``F(δ)``."""
+        (f1,) = self.moments(delta, 1)
+        denominator = self.t * f1[..., None] - z[..., None]
+        phi = delta - self.c * (self.pi * self.t / denominator).sum(-1)
+        bound = self.c * z.imag * (self.pi * self.t / np.abs(denominator) ** 2).sum(-1)
+        physical = delta.imag >= (1.0 - _BRANCH_SLACK) * bound
+        return phi, self._density_of((self.pi / denominator).sum(-1), z), physical
 
     def stieltjes(self, delta: np.ndarray, z: np.ndarray) -> np.ndarray:
         """``m(z)`` from ``δ(z)``."""
@@ -672,8 +759,79 @@ def _allocate(points: int, masses: np.ndarray, minimum: int = 16) -> np.ndarray:
     return counts
 
 
+def _segment_points(
+    coarse: BulkEquation,
+    shifted: BulkEquation,
+    make_segments: Callable[[], BulkEquation],
+    start: np.ndarray,
+    z: np.ndarray,
+    scale: float,
+    delta: np.ndarray,
+    converged: np.ndarray,
+    phi: np.ndarray,
+    density: np.ndarray,
+) -> None:
+    """Solve on the segment law the points whose root of the full law is less accurate than it.
+
+    The full law's error at its root ``delta`` is estimated by ``shifted``'s residual there; the
+    segment law's (``make_segments()``, built only when some root is not exact) by its residual at
+    up to ``_ACCURACY_SAMPLE`` roots that are exact (to ``_QUADRATURE_TOLERANCE``).  Points with
+    no accurate root at all (not converged, no density) go to the segment law too, but none whose
+    density is negligible (``_NEGLIGIBLE_DENSITY``).  Newton's method starts from the compressed
+    law's ``δ`` (continuous like the segment law's, and close to it); where it fails or ends off
+    the physical branch (:meth:`BulkEquation.physical`), from the continuation in ``Im z`` with
+    the fine ratio of ``coarse``, then of the segment law itself.  A point left off it is not
+    converged.  Updates ``delta``, ``converged``, ``phi`` and ``density`` in place.
+    """
+    shifted_phi, _ = shifted.read(delta, z)
+    error = np.abs(shifted_phi) / np.maximum(np.abs(delta), 1e-300)
+    error[~converged | (density <= 0)] = np.inf
+    candidate = error > _QUADRATURE_TOLERANCE
+    if not candidate.any():
+        return
+    # The density at stake, from the compressed law (continuous, within ~1e-2 where the full law's
+    # root is not): points where it is negligible are not worth the segment law's cost.
+    at_stake = coarse.density(start[candidate], z[candidate])
+    peak = max(float(density[~candidate].max(initial=0.0)), float(at_stake.max()))
+    candidate[candidate] = at_stake >= _NEGLIGIBLE_DENSITY * peak
+    if not candidate.any():
+        return
+    segments = make_segments()
+    exact = np.flatnonzero(error <= _QUADRATURE_TOLERANCE)
+    sample = exact[np.linspace(0, exact.size - 1, min(exact.size, _ACCURACY_SAMPLE)).astype(int)]
+    segment_phi, _ = segments.read(delta[sample], z[sample])
+    own_error = float(np.max(np.abs(segment_phi) / np.abs(delta[sample]), initial=0.0))
+    switch = candidate & (error > own_error)
+    if not switch.any():
+        return
+    points = z[switch]
+    new_delta, new_converged = segments.newton(start[switch], points)
+    new_phi, new_density, physical = segments.inspect(new_delta, points)
+    for attempt in (coarse, segments):
+        retry = ~new_converged | ~physical
+        if not retry.any():
+            break
+        # Where the density is tiny, steps of _ETA_RATIO overshoot onto the cut (as the compressed
+        # law's start did); steps of _ETA_RATIO_FINE follow the physical branch.  The compressed
+        # law's branch, polished on the segment law, costs a tenth of the segment law's own.
+        guess, _ = attempt._continue(points[retry].real, scale, _ETA_RATIO_FINE)
+        new_delta[retry], new_converged[retry] = segments.newton(guess, points[retry])
+        new_phi[retry], new_density[retry], physical[retry] = segments.inspect(
+            new_delta[retry], points[retry]
+        )
+    delta[switch], converged[switch] = new_delta, new_converged & physical
+    phi[switch], density[switch] = new_phi, new_density
+
+
 def density_grid(
-    coarse: BulkEquation, fine: BulkEquation, support: Support, scale: float, points: int
+    coarse: BulkEquation,
+    fine: BulkEquation,
+    support: Support,
+    scale: float,
+    points: int,
+    *,
+    shifted: BulkEquation | None = None,
+    segments: Callable[[], BulkEquation] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, bool, float]:
     """The density of ``fine`` on ``points`` abscissae that resolve every bulk.
 
@@ -683,11 +841,20 @@ def density_grid(
     polish fails or leaves the support (within the compression error of an edge, where the
     compressed law may be outside its bulk) are solved on ``fine`` by the full continuation.
 
-    Returns ``(x, density, converged, residual)``: ``residual`` is the largest ``|Φ|/|δ|`` of
-    ``fine`` over the grid.  Points are shared between bulks in proportion to their mass (at least
-    16 each); the ends of each bulk are grid points where the density is set to exactly 0, and a
-    point where it diverges inside a bulk (0 at the critical ratio) is a grid point where it is
-    ``+inf``.
+    Where ``fine``'s atoms do not resolve ``F(δ)`` (the pole of ``g/(1+gδ)`` at ``g = −1/δ`` within
+    about a node spacing of the values of ``g``) the atomic equation has spurious roots between its
+    poles and no accurate one.  Such points are told by ``shifted``, the same quadrature with the
+    nodes moved by half a step, and solved on ``segments()``, the same quadrature as a continuous
+    law (:func:`pipeline.theory.law.segment_law`), see :func:`_segment_points`.  This happens
+    next to 0 when ``p > n`` and ``g`` has mass near 0, where ``|δ| ~ (c − 1)/|x|`` and the pole
+    closes in on ``g = 0`` like ``x²``, and next to the hard edge at ``p = n``.  Without the two
+    (a discrete law, or no divergence at 0) every point is solved on ``fine``.
+
+    Returns ``(x, density, converged, residual)``: ``residual`` is the largest ``|Φ|/|δ|`` over the
+    grid, of the equation each point was solved on.  Points are shared between bulks in proportion
+    to their mass (at least 16 each); the ends of each bulk are grid points where the density is
+    set to exactly 0, and a point where it diverges inside a bulk (0 at the critical ratio) is a
+    grid point where it is ``+inf``.
     """
     # At the critical ratio c P(g ≠ 0) = 1 the density diverges at 0.  Where 0 is inside a bulk,
     # the bulk is gridded as two pieces meeting there, so that 0 is an end point (where the
@@ -720,6 +887,8 @@ def density_grid(
     if wrong.any():
         delta[wrong], converged[wrong] = fine.solve(points_inside[wrong], scale)
         phi[wrong], inside_density[wrong] = fine.read(delta[wrong], z[wrong])
+    if shifted is not None and segments is not None:
+        _segment_points(coarse, shifted, segments, start, z, scale, delta, converged, phi, inside_density)
     density = np.zeros(x.size)
     density[interior] = inside_density
     if shared:

@@ -8,7 +8,10 @@ for the support, the continuation in ``Im z`` and the spike scan use a compresse
 the density, the edges and the spikes are then solved on the full quadrature (the density by
 Newton steps from the compressed solution), so that the compression only costs iterations, not
 accuracy.  The bulk equation takes the full quadrature's marginal law of ``g`` with equal values
-merged (exact); ``Λ`` in the spike equation takes the joint law of ``(u, g)``.
+merged (exact); ``Λ`` in the spike equation takes the joint law of ``(u, g)``.  Where the
+quadrature's atoms do not resolve ``F(δ)`` (next to 0 when ``p ≥ n P(g ≠ 0)``, where
+``|δ| → ∞``), the density is solved on the same quadrature made continuous
+(:func:`~pipeline.theory.law.segment_law`, see :func:`~pipeline.theory.bulk.density_grid`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from pipeline.scenario import TARGETS, Scenario
 from pipeline.theory.bulk import BulkEquation, Support, cumulative_mass, density_grid, locate_support
-from pipeline.theory.law import CurvatureLaw, Geometry, curvature_law, geometry
+from pipeline.theory.law import CurvatureLaw, Geometry, curvature_law, geometry, segment_law
 from pipeline.theory.spikes import edge_determinant, find_spikes
 
 __all__ = ["TheoryResult", "solve", "spike_margin"]
@@ -77,7 +80,8 @@ class TheoryResult:
     converged : bool
         Every grid point and edge solved to tolerance.
     residual : float
-        Largest relative residual ``|Φ(δ, z)| / |δ|`` of the fixed-point equation on the grid.
+        Largest relative residual ``|Φ(δ, z)| / |δ|`` of the fixed-point equation on the grid (of
+        the full quadrature of ``g``, or of its segment law where that was solved).
     note : str
         Anything the user should know about this result (why there are no spikes, a failure).
     """
@@ -166,6 +170,17 @@ class _Setup:
     coarse: BulkEquation
     support: Support
     scale: float
+    # The full quadrature shifted by half a step, which tells the points whose pole its atoms do
+    # not resolve; None where that cannot happen where the density matters (see of).
+    shifted: BulkEquation | None
+    scenario: Scenario
+
+    def segments(self) -> BulkEquation:
+        """The full quadrature as a continuous law (refined), for the points its atoms do not
+        resolve; built only when there are some (a few milliseconds)."""
+        centre, width, mass, tilt = segment_law(self.scenario, self.geo, self.law)
+        fine = self.fine
+        return BulkEquation(fine.c, fine.t, fine.pi, centre, mass, width, fine.atom_zero, tilt)
 
     @classmethod
     def of(cls, scenario: Scenario) -> _Setup | None:
@@ -184,6 +199,16 @@ class _Setup:
         fine = BulkEquation(c, t, pi, values, mass, np.zeros(values.size), atom_zero)
         centre, width, piece_mass = law.compressed(_SEARCH_PIECES)
         coarse = BulkEquation(c, t, pi, centre, piece_mass, width, atom_zero)
+        shifted = None
+        # |δ| → ∞ (and the pole -1/δ closes in on the values of g) only next to a divergence of the
+        # Stieltjes transform at 0: the atom when p > n P(g ≠ 0), the hard edge when p = n P(g ≠ 0).
+        # Elsewhere in the support |δ| is bounded and Im δ ≥ c π density(x) |δ|²/..., so the
+        # atoms can only fail where the density is negligible.  A discrete law has no nodes to fail.
+        if width.any() and (atom_zero > 0.0 or fine.hard_edge):
+            shifted_values, shifted_mass = curvature_law(scenario, geo, shifted=True).marginal()
+            shifted = BulkEquation(
+                c, t, pi, shifted_values, shifted_mass, np.zeros(shifted_values.size), atom_zero
+            )
         lower_bounded, upper_bounded = scenario.curvature_bounds
         scale = float(np.abs(law.g) @ law.weight) * float(t @ pi) * (1.0 + math.sqrt(c)) ** 2
         lo, hi = _grid_bounds(law, scenario.curvature_bounds, float(t.max()), c, scale)
@@ -197,7 +222,7 @@ class _Setup:
             cut_left=not lower_bounded,
             cut_right=not upper_bounded,
         )
-        return cls(geo, law, fine, coarse, support, scale)
+        return cls(geo, law, fine, coarse, support, scale, shifted, scenario)
 
 
 def spike_margin(scenario: Scenario, side: str) -> float:
@@ -282,7 +307,9 @@ def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
     scale = setup.scale
     atom_zero = fine.atom_zero
     t = np.asarray(scenario.covariance.eigenvalues)
-    x, density, converged, residual = density_grid(setup.coarse, fine, support, scale, points)
+    x, density, converged, residual = density_grid(
+        setup.coarse, fine, support, scale, points, shifted=setup.shifted, segments=setup.segments
+    )
     edges = np.array(support.intervals, dtype=float).reshape(-1, 2)
     if support.cut_left:
         edges[0, 0] = -np.inf
@@ -292,8 +319,8 @@ def solve(scenario: Scenario, *, points: int = 400) -> TheoryResult:
     mass = float(cumulative[-1]) + atom_zero
     notes = []
     if abs(mass - 1.0) > _MASS_WARNING:
-        # Seen next to a singular point at 0 when c P(g ≠ 0) = 1 and ν has mass near g = 0
-        # (phase retrieval at w = 0): wrong roots near the divergence.  Flag, never hide.
+        # A density the grid or the quadrature of g does not resolve (two-dimensional laws of g
+        # with mass near 0 at p > n, whose segment law is coarse).  Flag, never hide.
         converged = False
         notes.append(f"the density integrates to {mass:.4f}, not 1: unresolved near a singular point")
     bulk_only = TheoryResult(
