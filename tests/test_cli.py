@@ -122,7 +122,7 @@ def test_run_again_skips_the_done_cells(small_store: Path, capsys: pytest.Captur
     sweep = write(small_store.parent, SMALL, "again.yaml")
     assert main(["run", str(sweep), "--store", str(small_store)]) == 0
     out = capsys.readouterr().out
-    assert "cells: 0 computed, 4 skipped (already done)" in out
+    assert "cells: 0 computed, 4 skipped (already done or failed)" in out
     assert "failed points: 0" in out
 
 
