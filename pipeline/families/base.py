@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-__all__ = ["CellData", "CellFailure", "Family", "Layout", "Spec", "Variable", "attempt"]
+__all__ = ["CellData", "CellFailure", "Family", "Layout", "Spec", "Variable", "attempt", "trial_parts"]
 
 _T = TypeVar("_T")
 
@@ -71,6 +71,15 @@ def attempt(
             error = exc
     tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
     return CellFailure(f"{what}: {type(error).__name__}: {error} ({tries})")
+
+
+def trial_parts(kind: str, trials: int, per_part: int) -> list[Part]:
+    """``(kind, first, last)`` parts of at most ``per_part`` consecutive trials, covering them all.
+
+    >>> trial_parts("montecarlo", 5, 2)
+    [('montecarlo', 0, 2), ('montecarlo', 2, 4), ('montecarlo', 4, 5)]
+    """
+    return [(kind, first, min(first + per_part, trials)) for first in range(0, trials, per_part)]
 
 
 class Spec(Protocol):

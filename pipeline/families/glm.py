@@ -41,6 +41,7 @@ from pipeline.families.base import (
     Problem,
     Variable,
     attempt,
+    trial_parts,
 )
 from pipeline.lanczos import LanczosResult
 from pipeline.montecarlo import MonteCarloResult
@@ -180,9 +181,7 @@ class GLMFamily(Family):
         # Cheap draws go in one part per cell, so that the per-task overhead of a scheduler
         # (about a millisecond) stays small beside the work; others get a part per trial.
         per_part = trials if _draw_flops(spec, i_c) < _BATCH_FLOPS else 1
-        return [("theory", i_loss) for i_loss in range(n_loss)] + [
-            ("montecarlo", first, min(first + per_part, trials)) for first in range(0, trials, per_part)
-        ]
+        return [("theory", i_loss) for i_loss in range(n_loss)] + trial_parts("montecarlo", trials, per_part)
 
     def part_name(self, spec: Any, cell: tuple[int, ...], part: Part) -> str:
         i_c, i_signal = cell

@@ -57,6 +57,7 @@ from pipeline.families.base import (
     Problem,
     Variable,
     attempt,
+    trial_parts,
 )
 from pipeline.pb import PBSample, PBTheory
 from pipeline.sweep import (
@@ -469,9 +470,7 @@ class PBFamily(Family):
         # Cheap draws go in one part per cell, so that the per-task overhead of a scheduler stays
         # small beside the work; others get a part per trial.
         per_part = trials if spec.draw_flops(cell[0]) < _BATCH_FLOPS else 1
-        return [("theory",)] + [
-            ("montecarlo", first, min(first + per_part, trials)) for first in range(0, trials, per_part)
-        ]
+        return [("theory",), *trial_parts("montecarlo", trials, per_part)]
 
     def part_name(self, spec: Any, cell: tuple[int, ...], part: Part) -> str:
         i_phi, i_eps = cell

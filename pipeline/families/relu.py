@@ -61,6 +61,7 @@ from pipeline.families.base import (
     Problem,
     Variable,
     attempt,
+    trial_parts,
 )
 from pipeline.relu import (
     Classification,
@@ -533,7 +534,7 @@ class ReluFamily(Family):
     def parts(self, spec: Any, cell: tuple[int, ...]) -> list[Part]:
         trials = spec.trials
         per_part = max(1, min(trials, int(_PART_SECONDS // _search_seconds(*spec.dimensions(*cell[:2])))))
-        return [("search", first, min(first + per_part, trials)) for first in range(0, trials, per_part)]
+        return trial_parts("search", trials, per_part)
 
     def part_name(self, spec: Any, cell: tuple[int, ...], part: Part) -> str:
         first, last = int(part[1]), int(part[2])
