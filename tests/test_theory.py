@@ -291,11 +291,12 @@ def test_density_is_that_of_the_full_law_of_g(name: str) -> None:
 # closes in on the real axis like x², below the spacing of any quadrature's nodes.  The plain
 # root there is no limit at all (off by up to the peak density: spurious roots between the poles,
 # zero density inside the bulk), and solve once integrated that to a mass of 1.11.  The reference
-# is the segment law of a quadrature REFERENCE_REFINE times finer than the default (solve's own is
-# 6 and 4 times finer for these one-dimensional laws of 320 and 448 nodes) at about
-# REFERENCE_POINTS of the points where the plain root is not exact.  The segment law's error
-# falls like the step squared, from 1e-3 of δ at the default step (measured: 5.8e-5 and 1.7e-4 of
-# the peak density; the plain root is off by 0.99 and 0.74 of it).
+# is the segment law of a quadrature REFERENCE_REFINE times finer than the default, at about
+# REFERENCE_POINTS of the points where the plain root is not exact.  The segment law's error falls
+# like the step squared from ~1e-3 of δ at the default step; solve's is 3 and 2 times finer for
+# these one-dimensional laws of 320 and 448 nodes, hence 1e-4 and 2.5e-4 of δ, the density next to
+# the divergence about twice as sensitive (measured: 2.7e-4 and 5.5e-4 of the peak density; the
+# plain root is off by 0.99 and 0.74 of it).
 NEAR_ZERO_CASES = {
     "phase loss, w = 0 (spectral_init, c = 1.5)": Scenario(
         1.5, model="phase", loss="phase", w="zero", labels="optimal"
@@ -306,7 +307,7 @@ NEAR_ZERO_CASES = {
 }
 REFERENCE_REFINE = 16
 REFERENCE_POINTS = 24
-NEAR_ZERO_TOLERANCE = 1e-3
+NEAR_ZERO_TOLERANCE = 2e-3
 
 
 def _compressed_equation(scenario: Scenario, plain: BulkEquation, atom_zero: float) -> BulkEquation:
@@ -348,10 +349,11 @@ def test_density_where_the_nodes_fail_is_that_of_a_finer_quadrature(name: str) -
     assert np.max(np.abs(plain.density(delta[chosen], z[chosen]) - reference)) > 0.1 * peak
 
 
-# E[g^k/(1+gδ)^k] for pieces with a linear density ∝ 1 + θτ on g = m + τw/2, against the trapezoidal
-# rule on 2·10^5 + 1 points of τ (its error is (Δτ)² × the integrand's curvature, below 1e-10 for
-# these δ; the closed forms are exact up to rounding).  The δ put the pole −1/δ inside a piece,
-# next to one, far away, and at |δ| ~ 1e-6 (the series of C and D).
+# E[g/(1+gδ)] for pieces with a linear density ∝ 1 + θτ on g = m + τw/2, and E[g²/(1+gδ)²] for
+# uniform ones (θ = 0; the tilt is left out of that moment, Newton's derivative), against the
+# trapezoidal rule on 2·10^5 + 1 points of τ (its error is (Δτ)² × the integrand's curvature, below
+# 1e-10 for these δ; the closed forms are exact up to rounding).  The δ put the pole −1/δ inside a
+# piece, next to one, far away, and at |δ| ~ 1e-6 (the series of C).
 PIECE_MOMENTS = 1e-9
 
 
@@ -368,10 +370,10 @@ def test_moments_of_pieces_with_a_linear_density() -> None:
         m, w, theta = piece
         g = m + 0.5 * w * tau
         ratio = g / (1.0 + np.multiply.outer(delta, g))
-        expected = [(ratio * (1 + theta * tau)) @ rule, (ratio**2 * (1 + theta * tau)) @ rule]
         one = np.eye(centre.size)[k]
-        computed = _piece_moments(delta, centre, width, one, 2, tilt)
-        for ours, theirs in zip(computed, expected, strict=True):
+        (first,) = _piece_moments(delta, centre, width, one, 1, tilt)
+        _, second = _piece_moments(delta, centre, width, one, 2)
+        for ours, theirs in [(first, (ratio * (1 + theta * tau)) @ rule), (second, ratio**2 @ rule)]:
             assert np.max(np.abs(ours - theirs) / np.abs(theirs)) <= PIECE_MOMENTS
 
 

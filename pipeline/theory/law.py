@@ -52,9 +52,9 @@ _DISCRETE_VALUES = 4
 # Relative size below which a singular value of C^{1/2}[w, w*] is zero.
 _RANK_TOLERANCE = 1e-12
 # The segment law (see segment_law) is built on about this many nodes, its step refined at most
-# _SEGMENT_REFINE times: its error falls like the step squared, to 1e-4 to 1e-5 of δ for a line of
-# nodes (refined 2 to 6 times), and its cost (only where the atoms fail) grows with the nodes.
-_SEGMENT_NODES = 2048
+# _SEGMENT_REFINE times: its error falls like the step squared, to ~1e-4 of δ for a line of nodes
+# (refined 2 or 3 times), and its cost (only where the atoms fail) grows with the nodes.
+_SEGMENT_NODES = 1024
 _SEGMENT_REFINE = 8
 
 
