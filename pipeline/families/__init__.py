@@ -11,12 +11,15 @@ from typing import Any
 from pipeline.families.base import CellData, CellFailure, Family, Layout, Variable
 from pipeline.families.glm import GLMFamily
 from pipeline.families.pb import PBFamily
+from pipeline.families.pbnet import PBNetFamily
 from pipeline.families.relu import ReluFamily
 
 __all__ = ["FAMILIES", "CellData", "CellFailure", "Family", "Layout", "Variable", "family_of"]
 
 #: Every family, by name.
-FAMILIES: dict[str, Family] = {family.name: family for family in (GLMFamily(), PBFamily(), ReluFamily())}
+FAMILIES: dict[str, Family] = {
+    family.name: family for family in (GLMFamily(), PBFamily(), PBNetFamily(), ReluFamily())
+}
 
 
 def family_of(spec: Any) -> Family:
