@@ -15,10 +15,8 @@ from __future__ import annotations
 import codecs
 import copy
 import json
-import math
 import os
 import re
-import reprlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import product
@@ -27,9 +25,11 @@ from typing import Any, ClassVar
 import numpy as np
 import yaml
 
+from pipeline import schema
 from pipeline.errors import ScenarioError, SweepError
 from pipeline.lanczos import DTYPES
 from pipeline.scenario import Scenario
+from pipeline.schema import MAX_CELLS
 
 __all__ = [
     "MAX_CELLS",
@@ -54,16 +54,10 @@ SIGNAL_TARGETS = ("mu.norm", "w_star.norm", "w.norm", "mu.angle", "w.angle", "co
 # zero in ``num`` or ``p``), and would only fail hours later for lack of memory or disk.
 #: Monte Carlo methods (``montecarlo.method``).
 MONTECARLO_METHODS = ("dense", "lanczos")
-#: Most cells ``c × loss × signal × trial`` (the size of the cube's ``done`` mask).
-MAX_CELLS = 10**6
 #: Largest Monte Carlo dimension: one dense ``p × p`` Hessian at 10⁵ is 80 GB.
 MAX_P = 100_000
 # Most samples n = round(p / c) of a draw: its n × p features at 10⁹ are 16 GB even at p = 2.
 _MAX_SAMPLES = 10**9
-# Most abscissae of the theory's density: one fixed-point solve each; 10⁵ resolves a 10⁻⁵ of the support.
-_MAX_THEORY_POINTS = 100_000
-# Longest name: it names the store and its lock, `<name>.zarr.lock`, a file name of at most 255 bytes.
-_MAX_NAME = 128
 # Largest sweep text, in bytes of a file or characters of a string.  A sweep is a few kB, one with an
 # axis of 10⁴ values written out about 100 kB; the pure-Python YAML parser (kept for its exact error
 # messages) spends about 10 µs and 1 kB of memory a character, so beyond this limit reading alone
@@ -78,29 +72,28 @@ _MAX_NODES = 10**6
 # Fewest points of the theory's density grid that resolve a bulk with one or two edges.
 _MIN_THEORY_POINTS = 32
 
-_ROOT = "<root>"
 _TOP_KEYS = (
-    "family", "name", "p", "trials", "seed", "model", "grid", "signal", "fixed", "montecarlo", "theory"
+    "family",
+    "name",
+    "p",
+    "trials",
+    "seed",
+    "model",
+    "grid",
+    "signal",
+    "fixed",
+    "montecarlo",
+    "theory",
 )
 _REQUIRED_KEYS = ("name", "p", "grid")
 _GRID_KEYS = ("c", "loss", "signal")
-_AXIS_KEYS = ("start", "stop", "num", "scale")
 _FIXED_KEYS = ("mu", "w_star", "w", "cov", "labels")
 _LANCZOS_KEYS = ("probes", "steps", "dtype", "memory_gb")
 _MONTECARLO_KEYS = ("k", "method", *_LANCZOS_KEYS)
 # The strings that fixed.w may be (Scenario's); a signal that sets w's norm or angle needs a mapping.
 _W_NAMES = ("w_star", "zero")
-_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 # At most 9 digits: a covariance has fewer than MAX_P / 2 blocks, and int() refuses > 4300 digits.
 _COV_TARGET = re.compile(r"cov\.eigenvalues\[(0|[1-9][0-9]{0,8})\]")
-# A differing list longer than this is summarised in `differences` instead of printed whole.
-_SHOWN_VALUES = 8
-# Values quoted in error messages are cut short: a message is one line, whatever the file holds.
-_SHORT = reprlib.Repr()
-_SHORT.maxstring = _SHORT.maxother = 80
-_SHORT.maxlevel = 2
-# Longest key written as is in a path; a longer one, or one with unprintable characters, is quoted.
-_SHOWN_KEY = 60
 # Longest message taken from a ScenarioError (which may quote the value it refuses in full).
 _SHOWN_REASON = 300
 
@@ -426,9 +419,7 @@ class SweepSpec:
         >>> a.differences(a)
         []
         """
-        found: list[str] = []
-        _diff(self.to_dict(), other.to_dict(), _ROOT, found)
-        return found
+        return schema.differences(self.to_dict(), other.to_dict())
 
     @classmethod
     def from_dict(cls, data: Any, *, source_text: str | None = None) -> SweepSpec:
@@ -485,7 +476,7 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
         # Read one byte past the limit, never the whole of a huge (or endless) file.
         raw = file.read(_MAX_TEXT + 1)
     if len(raw) > _MAX_TEXT:
-        raise SweepError(_ROOT, f"more than {_MAX_TEXT} bytes {_TOO_LONG}", source=source)
+        raise SweepError(schema.ROOT, f"more than {_MAX_TEXT} bytes {_TOO_LONG}", source=source)
     # The byte order mark is stripped by hand so that an error's offset counts from the file's start.
     start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
@@ -493,7 +484,7 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
     except UnicodeDecodeError as error:
         offset = start + error.start
         reason = f"not UTF-8 text: byte 0x{raw[offset]:02x} at offset {offset} cannot be decoded"
-        raise SweepError(_ROOT, reason, source=source) from None
+        raise SweepError(schema.ROOT, reason, source=source) from None
     return parse_sweep(text, source=source)
 
 
@@ -567,7 +558,7 @@ def parse_sweep(text: str, *, source: str = "<string>") -> SweepSpec:
     """
     try:
         if len(text) > _MAX_TEXT:
-            raise SweepError(_ROOT, f"more than {_MAX_TEXT} characters {_TOO_LONG}")
+            raise SweepError(schema.ROOT, f"more than {_MAX_TEXT} characters {_TOO_LONG}")
         data = _safe_load(text)
         return spec_from_dict(data, source_text=text)
     except SweepError as error:
@@ -590,7 +581,7 @@ def spec_from_dict(data: Any, *, source_text: str | None = None) -> Any:
 
     family = data.get("family", "glm") if isinstance(data, Mapping) else "glm"
     if not isinstance(family, str) or family not in FAMILIES:
-        raise SweepError("family", f"must be one of {', '.join(FAMILIES)}, not {_repr(family)}")
+        raise SweepError("family", f"must be one of {', '.join(FAMILIES)}, not {schema.shown(family)}")
     return FAMILIES[family].parse(data, source_text=source_text)
 
 
@@ -605,12 +596,12 @@ def _safe_load(text: str) -> Any:
         node = loader.get_single_node()
         return None if node is None else _PlainData(loader).construct(node)
     except yaml.MarkedYAMLError as error:
-        raise SweepError(_ROOT, _yaml_reason(error)) from None
+        raise SweepError(schema.ROOT, _yaml_reason(error)) from None
     except yaml.reader.ReaderError as error:
         where = f"character #x{error.character:04x} at offset {error.position}"
-        raise SweepError(_ROOT, f"invalid YAML: {where}: {error.reason}") from None
+        raise SweepError(schema.ROOT, f"invalid YAML: {where}: {error.reason}") from None
     except yaml.YAMLError as error:
-        raise SweepError(_ROOT, f"invalid YAML: {_one_line(str(error))}") from None
+        raise SweepError(schema.ROOT, f"invalid YAML: {_one_line(str(error))}") from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -639,7 +630,7 @@ class _Loader(yaml.SafeLoader):
 
     def fetch_flow_collection_start(self, TokenClass: Any) -> None:
         if self.flow_level >= _MAX_DEPTH:
-            path = self._paths[-1] if self._paths else _ROOT
+            path = self._paths[-1] if self._paths else schema.ROOT
             mark = self.get_mark()
             where = f"line {mark.line + 1}, column {mark.column + 1}"
             raise SweepError(path, f"nested deeper than {_MAX_DEPTH} levels (at {where})")
@@ -647,9 +638,11 @@ class _Loader(yaml.SafeLoader):
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if parent is None:
-            path = _ROOT
+            path = schema.ROOT
         elif isinstance(index, yaml.Node):  # the value of a mapping's key
-            path = _join(self._paths[-1], index.value if isinstance(index, yaml.ScalarNode) else "<key>")
+            path = schema.join(
+                self._paths[-1], index.value if isinstance(index, yaml.ScalarNode) else "<key>"
+            )
         elif isinstance(index, int):  # an item of a sequence
             path = f"{self._paths[-1]}[{index}]"
         else:  # a mapping's key
@@ -681,7 +674,7 @@ class _PlainData:
         self._open: set[int] = set()  # the nodes being walked: an alias to one of them is recursive
 
     def construct(self, node: yaml.Node) -> Any:
-        self._walk(node, _ROOT)
+        self._walk(node, schema.ROOT)
         return self._loader.construct_object(node, deep=True)
 
     def _walk(self, node: yaml.Node, path: str) -> tuple[int, int]:
@@ -691,7 +684,7 @@ class _PlainData:
         if key in self._shapes:
             return self._shapes[key]
         if node.tag not in yaml.SafeLoader.yaml_constructors:
-            reason = f"YAML tag {_repr(node.tag)} is not allowed: a sweep holds plain data only"
+            reason = f"YAML tag {schema.shown(node.tag)} is not allowed: a sweep holds plain data only"
             raise SweepError(path, reason)
         self._open.add(key)
         size, depth = 1, 0
@@ -720,7 +713,7 @@ class _PlainData:
                     yield value, path
                     continue
                 yield key, path
-                child = _join(path, key.value if isinstance(key, yaml.ScalarNode) else "<key>")
+                child = schema.join(path, key.value if isinstance(key, yaml.ScalarNode) else "<key>")
                 if isinstance(key, yaml.ScalarNode):
                     line = key.start_mark.line + 1
                     first = lines.get((key.tag, key.value))
@@ -740,7 +733,9 @@ class _PlainData:
             # look or written, cannot read: a date 2001-13-45, an int of > 4300 digits, !!bool x.
             kind = node.tag.rsplit(":", 1)[-1]
             detail = f" ({_one_line(str(error).split(';')[0])})" if isinstance(error, ValueError) else ""
-            raise SweepError(path, f"must be a valid YAML {kind}, not {_repr(node.value)}{detail}") from None
+            raise SweepError(
+                path, f"must be a valid YAML {kind}, not {schema.shown(node.value)}{detail}"
+            ) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -749,33 +744,23 @@ class _PlainData:
 
 
 def _validate(data: Any) -> SweepSpec:
-    if data is None:
-        raise SweepError(_ROOT, "must be a mapping of sweep keys, not an empty document")
-    top = _mapping(data, _ROOT, _TOP_KEYS)
+    top = schema.document(data, _TOP_KEYS)
     for key in _REQUIRED_KEYS:
         if key not in top:
             raise SweepError(key, "is required")
 
-    name = top["name"]
-    if not isinstance(name, str):
-        raise SweepError("name", f"must be a string, not {_type(name)}")
-    if not name:
-        raise SweepError("name", "must not be empty")
-    if not _NAME_PATTERN.fullmatch(name):
-        reason = f"must hold only letters, digits, '-' and '_' (it names the store), not {_repr(name)}"
-        raise SweepError("name", reason)
-    if len(name) > _MAX_NAME:
-        reason = f"must be at most {_MAX_NAME} characters (it names the store), not {len(name)}"
-        raise SweepError("name", reason)
-    p = _integer(top["p"], "p", minimum=2)
+    name = schema.name(top["name"])
+    p = schema.integer(top["p"], "p", minimum=2)
     if p > MAX_P:
         raise SweepError("p", f"must be <= {MAX_P} (a sanity limit: one dense p × p matrix is 8p² bytes)")
-    trials = _integer(top.get("trials", 1), "trials", minimum=1)
-    seed = _integer(top.get("seed", 0), "seed", minimum=0)
+    trials = schema.integer(top.get("trials", 1), "trials", minimum=1)
+    seed = schema.integer(top.get("seed", 0), "seed", minimum=0)
     target = top.get("signal", "mu.norm")
     if not isinstance(target, str) or not (target in SIGNAL_TARGETS[:-1] or _COV_TARGET.fullmatch(target)):
         hint = " (the signal values go under grid.signal)" if not isinstance(target, str) else ""
-        raise SweepError("signal", f"must be one of {', '.join(SIGNAL_TARGETS)}, not {_repr(target)}{hint}")
+        raise SweepError(
+            "signal", f"must be one of {', '.join(SIGNAL_TARGETS)}, not {schema.shown(target)}{hint}"
+        )
 
     grid = _grid(top["grid"], trials)
     for i, c in enumerate(grid.c):
@@ -794,8 +779,8 @@ def _validate(data: Any) -> SweepSpec:
     _check_huge_integers(top.get("model"), "model")
     montecarlo = _montecarlo(top.get("montecarlo"), p)
     theory = TheoryOptions(**_options(top.get("theory"), "theory", {"points": _MIN_THEORY_POINTS}))
-    if theory.points > _MAX_THEORY_POINTS:
-        raise SweepError("theory.points", f"must be <= {_MAX_THEORY_POINTS} (a sanity limit)")
+    if theory.points > schema.MAX_THEORY_POINTS:
+        raise SweepError("theory.points", f"must be <= {schema.MAX_THEORY_POINTS} (a sanity limit)")
 
     spec = SweepSpec(
         name=name,
@@ -819,13 +804,13 @@ def _validate(data: Any) -> SweepSpec:
 
 
 def _grid(value: Any, trials: int) -> Grid:
-    grid = _mapping(value, "grid", _GRID_KEYS)
+    grid = schema.mapping(value, "grid", _GRID_KEYS)
     for key in _GRID_KEYS:
         if key not in grid:
             raise SweepError(f"grid.{key}", "is required")
     # The cells are counted before any axis is read, so that a huge grid costs nothing to refuse.
     # An axis whose length cannot be told is malformed, and refused below as it is read.
-    lengths = [length for key in _GRID_KEYS if (length := _length(grid[key])) is not None]
+    lengths = [length for key in _GRID_KEYS if (length := schema.axis_length(grid[key])) is not None]
     if len(lengths) == len(_GRID_KEYS):
         n_c, n_loss, n_signal = lengths
         cells = n_c * n_loss * n_signal * trials
@@ -835,74 +820,25 @@ def _grid(value: Any, trials: int) -> Grid:
                 f"{n_c} c × {n_loss} loss × {n_signal} signal × {trials} trials "
                 f"= {cells} cells, more than the sanity limit of {MAX_CELLS}",
             )
-    c = _axis(grid["c"], "grid.c")
+    c = schema.axis(grid["c"], "grid.c")
     for i, value_c in enumerate(c):
         if value_c <= 0:
             raise SweepError(f"grid.c[{i}]", "must be > 0")
     losses = grid["loss"]
     if not isinstance(losses, (list, tuple)):
-        raise SweepError("grid.loss", f"must be a list of loss names, not {_type(losses)}")
+        raise SweepError("grid.loss", f"must be a list of loss names, not {schema.type_name(losses)}")
     if not losses:
         raise SweepError("grid.loss", "must not be empty")
     for i, loss in enumerate(losses):
         if not isinstance(loss, str):
-            raise SweepError(f"grid.loss[{i}]", f"must be a loss name, not {_type(loss)}")
-    _unique(losses, "grid.loss")
-    return Grid(c=c, loss=tuple(losses), signal=_axis(grid["signal"], "grid.signal"))
-
-
-def _length(axis: Any) -> int | None:
-    """The number of values of an axis; None if ``_axis`` refuses it for its form or its length."""
-    length: Any = None
-    if isinstance(axis, (list, tuple)):
-        length = len(axis)
-    elif isinstance(axis, Mapping):
-        length = axis.get("num")
-    if isinstance(length, int) and not isinstance(length, bool) and 1 <= length <= MAX_CELLS:
-        return length
-    return None
-
-
-def _axis(value: Any, path: str) -> tuple[float, ...]:
-    """A numeric axis: a list of finite numbers, or ``{start, stop, num, scale}``."""
-    if isinstance(value, (list, tuple)):
-        if not value:
-            raise SweepError(path, "must not be empty")
-        if len(value) > MAX_CELLS:
-            raise SweepError(path, f"has more than {MAX_CELLS} values (a sanity limit)")
-        values = tuple(_finite(v, f"{path}[{i}]") for i, v in enumerate(value))
-    elif isinstance(value, Mapping):
-        axis = _mapping(value, path, _AXIS_KEYS)
-        for key in ("start", "stop", "num"):
-            if key not in axis:
-                raise SweepError(f"{path}.{key}", "is required")
-        start = _finite(axis["start"], f"{path}.start")
-        stop = _finite(axis["stop"], f"{path}.stop")
-        num = _integer(axis["num"], f"{path}.num", minimum=1)
-        if num > MAX_CELLS:
-            raise SweepError(f"{path}.num", f"must be <= {MAX_CELLS} (a sanity limit)")
-        scale = axis.get("scale", "linear")
-        if scale not in ("linear", "log"):
-            raise SweepError(f"{path}.scale", f"must be 'linear' or 'log', not {_repr(scale)}")
-        if scale == "log":
-            for key, bound in (("start", start), ("stop", stop)):
-                if bound <= 0:
-                    raise SweepError(f"{path}.{key}", "must be > 0 for scale: log")
-        # stop - start overflows for ends near ±1.8e308: refused below rather than warned about.
-        with np.errstate(over="ignore", invalid="ignore"):
-            array = np.linspace(start, stop, num) if scale == "linear" else np.geomspace(start, stop, num)
-        if not np.isfinite(array).all():
-            raise SweepError(path, f"stop - start = {stop:g} - {start:g} overflows a float")
-        values = tuple(float(v) for v in array)
-    else:
-        raise SweepError(path, f"must be a list or {{start, stop, num, scale}}, not {_type(value)}")
-    _unique(values, path)
-    return values
+            raise SweepError(f"grid.loss[{i}]", f"must be a loss name, not {schema.type_name(loss)}")
+    schema.unique(losses, "grid.loss")
+    return Grid(c=c, loss=tuple(losses), signal=schema.axis(grid["signal"], "grid.signal"))
 
 
 def _fixed(value: Any, target: str, signal: tuple[float, ...]) -> dict[str, Any]:
     """The fixed fields, checked against the signal target (the rest is the Scenario's job)."""
-    fixed = dict(_mapping({} if value is None else value, "fixed", _FIXED_KEYS))
+    fixed = dict(schema.mapping({} if value is None else value, "fixed", _FIXED_KEYS))
     vector, scalar = _target_parts(target)
     if isinstance(scalar, int):
         _check_covariance_target(fixed.get("cov"), target, scalar, signal)
@@ -912,7 +848,7 @@ def _fixed(value: Any, target: str, signal: tuple[float, ...]) -> dict[str, Any]
         reason = f"is set by the signal axis (signal: {target}); remove it"
         raise SweepError(f"fixed.{vector}.{scalar}", reason)
     if vector == "w" and given in _W_NAMES:
-        reason = f"{target} needs fixed.{vector} as a mapping {{norm, angle}}, not {_repr(given)}"
+        reason = f"{target} needs fixed.{vector} as a mapping {{norm, angle}}, not {schema.shown(given)}"
         raise SweepError("signal", reason)
     # A value of another type is the Scenario's to refuse, at its own path.
     if scalar == "angle" and (vector not in fixed or isinstance(given, Mapping)):
@@ -933,13 +869,17 @@ def _fixed(value: Any, target: str, signal: tuple[float, ...]) -> dict[str, Any]
 def _check_covariance_target(cov: Any, target: str, index: int, signal: tuple[float, ...]) -> None:
     """``fixed.cov.eigenvalues`` must hold ``null`` at the index the signal sets; the signal be > 0."""
     if cov is not None and not isinstance(cov, Mapping):
-        raise SweepError("fixed.cov", f"must be a mapping with eigenvalues and weights, not {_type(cov)}")
+        raise SweepError(
+            "fixed.cov", f"must be a mapping with eigenvalues and weights, not {schema.type_name(cov)}"
+        )
     eigenvalues = cov.get("eigenvalues") if cov is not None else None
     if eigenvalues is None:
         reason = f"{target} needs fixed.cov.eigenvalues, a list with null at [{index}] (the signal's place)"
         raise SweepError("signal", reason)
     if not isinstance(eigenvalues, (list, tuple)):
-        reason = f"must be a list with null at [{index}] (the signal's place), not {_type(eigenvalues)}"
+        reason = (
+            f"must be a list with null at [{index}] (the signal's place), not {schema.type_name(eigenvalues)}"
+        )
         raise SweepError("fixed.cov.eigenvalues", reason)
     if index >= len(eigenvalues):
         count = len(eigenvalues)
@@ -954,13 +894,13 @@ def _check_covariance_target(cov: Any, target: str, index: int, signal: tuple[fl
 
 
 def _montecarlo(value: Any, p: int) -> MonteCarloOptions:
-    options = _mapping({} if value is None else value, "montecarlo", _MONTECARLO_KEYS)
+    options = schema.mapping({} if value is None else value, "montecarlo", _MONTECARLO_KEYS)
     method = options.get("method", "dense")
     if method not in MONTECARLO_METHODS:
         raise SweepError(
-            "montecarlo.method", f"must be one of {', '.join(MONTECARLO_METHODS)}, not {_repr(method)}"
+            "montecarlo.method", f"must be one of {', '.join(MONTECARLO_METHODS)}, not {schema.shown(method)}"
         )
-    k = _integer(options.get("k", 2), "montecarlo.k", minimum=0)
+    k = schema.integer(options.get("k", 2), "montecarlo.k", minimum=0)
     if method == "dense":
         for key in _LANCZOS_KEYS:
             if key in options:
@@ -968,8 +908,8 @@ def _montecarlo(value: Any, p: int) -> MonteCarloOptions:
         if k > p:
             raise SweepError("montecarlo.k", f"must be <= p = {p}")
         return MonteCarloOptions(k=k)
-    probes = _integer(options.get("probes", 4), "montecarlo.probes", minimum=1)
-    steps = _integer(options.get("steps", 80), "montecarlo.steps", minimum=1)
+    probes = schema.integer(options.get("probes", 4), "montecarlo.probes", minimum=1)
+    steps = schema.integer(options.get("steps", 80), "montecarlo.steps", minimum=1)
     if probes * steps >= p:
         reason = f"probes × steps = {probes * steps} must be < p = {p} (at this size use method: dense)"
         raise SweepError("montecarlo.steps", reason)
@@ -977,16 +917,16 @@ def _montecarlo(value: Any, p: int) -> MonteCarloOptions:
         raise SweepError("montecarlo.k", f"must be <= probes × steps = {probes * steps}")
     dtype = options.get("dtype", "float64")
     if dtype not in DTYPES:
-        raise SweepError("montecarlo.dtype", f"must be one of {', '.join(DTYPES)}, not {_repr(dtype)}")
-    memory = _finite(options.get("memory_gb", 16.0), "montecarlo.memory_gb")
+        raise SweepError("montecarlo.dtype", f"must be one of {', '.join(DTYPES)}, not {schema.shown(dtype)}")
+    memory = schema.finite(options.get("memory_gb", 16.0), "montecarlo.memory_gb")
     if memory <= 0:
         raise SweepError("montecarlo.memory_gb", "must be > 0")
     return MonteCarloOptions(k=k, method=method, probes=probes, steps=steps, dtype=dtype, memory_gb=memory)
 
 
 def _options(value: Any, path: str, minima: dict[str, int]) -> dict[str, int]:
-    options = _mapping({} if value is None else value, path, tuple(minima))
-    return {key: _integer(v, f"{path}.{key}", minimum=minima[key]) for key, v in options.items()}
+    options = schema.mapping({} if value is None else value, path, tuple(minima))
+    return {key: schema.integer(v, f"{path}.{key}", minimum=minima[key]) for key, v in options.items()}
 
 
 def _check_scenarios(spec: SweepSpec) -> Scenario:
@@ -1035,7 +975,7 @@ def _context(spec: SweepSpec, path: str, i_c: int, i_loss: int, i_signal: int) -
         ("grid.loss", i_loss, spec.grid.loss[i_loss]),
         ("grid.signal", i_signal, spec.grid.signal[i_signal]),
     )
-    where = [f"{axis}[{i}] = {_repr(v)}" for axis, i, v in axes if i > 0 and not path.startswith(axis)]
+    where = [f"{axis}[{i}] = {schema.shown(v)}" for axis, i, v in axes if i > 0 and not path.startswith(axis)]
     return f" (at {', '.join(where)})" if where else ""
 
 
@@ -1081,65 +1021,11 @@ def _set_signal(fixed: Mapping[str, Any], target: tuple[str, str | int], value: 
 # ----------------------------------------------------------------------------------------------
 
 
-def _type(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _repr(value: Any) -> str:
-    """``repr(value)``, cut short: what a message quotes of a value from the file."""
-    return _SHORT.repr(value)
-
-
 def _one_line(text: str) -> str:
     """``text`` with unprintable characters escaped (a message is one line), cut short."""
     if not text.isprintable():
         text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return text if len(text) <= _SHOWN_REASON else text[: _SHOWN_REASON - 1] + "…"
-
-
-def _join(path: str, key: Any) -> str:
-    """``path.key``; a key that is not a short printable string is quoted (``grid.'a\\nb'``)."""
-    if not (isinstance(key, str) and key.isprintable() and len(key) <= _SHOWN_KEY):
-        key = _repr(key)
-    return key if path == _ROOT else f"{path}.{key}"
-
-
-def _mapping(value: Any, path: str, known: tuple[str, ...]) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise SweepError(path, f"must be a mapping, not {_type(value)}")
-    for key in value:
-        if key not in known:
-            raise SweepError(_join(path, key), f"unknown key (known: {', '.join(sorted(known))})")
-    return value
-
-
-def _integer(value: Any, path: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SweepError(path, f"must be an integer, not {_type(value)}")
-    if value < minimum:
-        raise SweepError(path, f"must be >= {minimum}")
-    return value
-
-
-def _finite(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        reason = f"must be a number, not {_type(value)}"
-        if isinstance(value, str) and _looks_numeric(value):
-            # YAML 1.1 reads 1e-3 (no dot) as text: the commonest way to get here.
-            reason += f" ({_repr(value)}: write exponents with a dot, e.g. 1.0e-3)"
-        raise SweepError(path, reason)
-    number = float(value) if isinstance(value, float) or _fits_float(value) else math.inf
-    if not math.isfinite(number):
-        raise SweepError(path, "must be finite")
-    return number
-
-
-def _fits_float(value: int) -> bool:
-    try:
-        float(value)
-    except OverflowError:
-        return False
-    return True
 
 
 def _check_huge_integers(value: Any, path: str, seen: set[int] | None = None) -> None:
@@ -1148,30 +1034,14 @@ def _check_huge_integers(value: Any, path: str, seen: set[int] | None = None) ->
     Aliases make ``value`` a graph that may share parts: ``seen`` walks each container once.
     """
     seen = set() if seen is None else seen
-    if isinstance(value, int) and not isinstance(value, bool) and not _fits_float(value):
+    if isinstance(value, int) and not isinstance(value, bool) and not schema.fits_float(value):
         raise SweepError(path, "must be finite")
     if isinstance(value, (Mapping, list, tuple)) and id(value) not in seen:
         seen.add(id(value))
         items = value.items() if isinstance(value, Mapping) else enumerate(value)
         for key, item in items:
-            child = _join(path, key) if isinstance(value, Mapping) else f"{path}[{key}]"
+            child = schema.join(path, key) if isinstance(value, Mapping) else f"{path}[{key}]"
             _check_huge_integers(item, child, seen)
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _unique(values: list[Any] | tuple[Any, ...], path: str) -> None:
-    first: dict[Any, int] = {}
-    for i, v in enumerate(values):
-        j = first.setdefault(v, i)
-        if j != i:
-            raise SweepError(f"{path}[{i}]", f"duplicate of {path}[{j}] ({_repr(v)})")
 
 
 def _check_index(index: int, size: int, name: str) -> None:
@@ -1188,20 +1058,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _diff(mine: Any, theirs: Any, path: str, found: list[str]) -> None:
-    if isinstance(mine, dict) and isinstance(theirs, dict):
-        for key in [*mine, *(k for k in theirs if k not in mine)]:
-            _diff(mine.get(key), theirs.get(key), _join(path, key), found)
-    elif mine != theirs:
-        found.append(f"{path}: {_show(mine, theirs)}")
-
-
-def _show(mine: Any, theirs: Any) -> str:
-    if isinstance(mine, list) and isinstance(theirs, list) and max(len(mine), len(theirs)) > _SHOWN_VALUES:
-        if len(mine) != len(theirs):
-            return f"{len(mine)} values != {len(theirs)} values"
-        i = next(i for i, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b)
-        return f"{len(mine)} values differ, first at [{i}]: {mine[i]!r} != {theirs[i]!r}"
-    return f"{mine!r} != {theirs!r}"

@@ -155,6 +155,7 @@ BAD = [
     ("trials", 0, "trials", ">= 1"),
     ("seed", -1, "seed", ">= 0"),
     ("name", "a b", "name", "letters"),
+    ("name", "a" * 129, "name", "at most 128 characters"),
     ("perturbation", math.nan, "perturbation", "finite"),
     ("perturbation", -1.0, "perturbation", ">= 0"),
     ("perturbation", "1e-3", "perturbation", "with a dot"),

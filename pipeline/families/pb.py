@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 import numpy as np
 import yaml
 
-from pipeline import pb
+from pipeline import pb, schema
 from pipeline.errors import SweepError
 from pipeline.families.base import (
     STRING,
@@ -60,22 +60,7 @@ from pipeline.families.base import (
     trial_parts,
 )
 from pipeline.pb import PBSample, PBTheory
-from pipeline.sweep import (
-    _MAX_NAME,
-    _MAX_THEORY_POINTS,
-    _NAME_PATTERN,
-    _ROOT,
-    MAX_CELLS,
-    MAX_P,
-    _axis,
-    _diff,
-    _finite,
-    _integer,
-    _length,
-    _mapping,
-    _repr,
-    _type,
-)
+from pipeline.sweep import MAX_P
 
 __all__ = ["MAX_DRAW_BYTES", "PBFamily", "PBGrid", "PBSpec", "cell_data"]
 
@@ -321,9 +306,7 @@ class PBSpec:
         >>> a.differences(b)
         ["model: 'wigner' != 'product'", 'N: 50 != 60']
         """
-        found: list[str] = []
-        _diff(self.to_dict(), other.to_dict(), _ROOT, found)
-        return found
+        return schema.differences(self.to_dict(), other.to_dict())
 
     @classmethod
     def from_dict(cls, data: Any, *, source_text: str | None = None) -> PBSpec:
@@ -344,46 +327,34 @@ class PBSpec:
 
 
 def _validate(data: Any) -> PBSpec:
-    if data is None:
-        raise SweepError(_ROOT, "must be a mapping of sweep keys, not an empty document")
-    top = _mapping(data, _ROOT, _TOP_KEYS)
+    top = schema.document(data, _TOP_KEYS)
     if top.get("family") != PBSpec.family:
         raise SweepError(
-            "family", f"must be {PBSpec.family!r} for this family, not {_repr(top.get('family'))}"
+            "family", f"must be {PBSpec.family!r} for this family, not {schema.shown(top.get('family'))}"
         )
     for key in _REQUIRED_KEYS:
         if key not in top:
             raise SweepError(key, "is required")
 
-    name = top["name"]
-    if not isinstance(name, str):
-        raise SweepError("name", f"must be a string, not {_type(name)}")
-    if not name:
-        raise SweepError("name", "must not be empty")
-    if not _NAME_PATTERN.fullmatch(name):
-        reason = f"must hold only letters, digits, '-' and '_' (it names the store), not {_repr(name)}"
-        raise SweepError("name", reason)
-    if len(name) > _MAX_NAME:
-        reason = f"must be at most {_MAX_NAME} characters (it names the store), not {len(name)}"
-        raise SweepError("name", reason)
+    name = schema.name(top["name"])
     model = top.get("model", "wigner")
     if not isinstance(model, str) or model not in pb.MODELS:
-        raise SweepError("model", f"must be one of {', '.join(pb.MODELS)}, not {_repr(model)}")
-    sigma = _finite(top.get("sigma", 1.0), "sigma")
+        raise SweepError("model", f"must be one of {', '.join(pb.MODELS)}, not {schema.shown(model)}")
+    sigma = schema.finite(top.get("sigma", 1.0), "sigma")
     if sigma <= 0.0:
         raise SweepError("sigma", "must be > 0")
-    n = _integer(top["N"], "N", minimum=2)
+    n = schema.integer(top["N"], "N", minimum=2)
     if n > MAX_P:
         raise SweepError("N", f"must be <= {MAX_P} (a sanity limit: one dense N × N matrix is 8N² bytes)")
-    trials = _integer(top.get("trials", 1), "trials", minimum=1)
-    seed = _integer(top.get("seed", 0), "seed", minimum=0)
+    trials = schema.integer(top.get("trials", 1), "trials", minimum=1)
+    seed = schema.integer(top.get("seed", 0), "seed", minimum=0)
     grid = _grid(top["grid"], trials)
-    options = _mapping({} if top.get("theory") is None else top["theory"], "theory", _THEORY_KEYS)
-    points = _integer(
+    options = schema.mapping({} if top.get("theory") is None else top["theory"], "theory", _THEORY_KEYS)
+    points = schema.integer(
         options.get("points", _DEFAULT_THEORY_POINTS), "theory.points", minimum=_MIN_THEORY_POINTS
     )
-    if points > _MAX_THEORY_POINTS:
-        raise SweepError("theory.points", f"must be <= {_MAX_THEORY_POINTS} (a sanity limit)")
+    if points > schema.MAX_THEORY_POINTS:
+        raise SweepError("theory.points", f"must be <= {schema.MAX_THEORY_POINTS} (a sanity limit)")
 
     spec = PBSpec(
         name=name, model=model, sigma=sigma, N=n, trials=trials, seed=seed, grid=grid, points=points
@@ -404,25 +375,25 @@ def _validate(data: Any) -> PBSpec:
 
 
 def _grid(value: Any, trials: int) -> PBGrid:
-    grid = _mapping(value, "grid", _GRID_KEYS)
+    grid = schema.mapping(value, "grid", _GRID_KEYS)
     for key in _GRID_KEYS:
         if key not in grid:
             raise SweepError(f"grid.{key}", "is required")
     # The points are counted before any axis is read, so that a huge grid costs nothing to refuse.
-    lengths = [length for key in _GRID_KEYS if (length := _length(grid[key])) is not None]
+    lengths = [length for key in _GRID_KEYS if (length := schema.axis_length(grid[key])) is not None]
     if len(lengths) == len(_GRID_KEYS):
         n_phi, n_eps = lengths
-        if n_phi * n_eps * trials > MAX_CELLS:
+        if n_phi * n_eps * trials > schema.MAX_CELLS:
             raise SweepError(
                 "grid",
                 f"{n_phi} phi × {n_eps} eps × {trials} trials = {n_phi * n_eps * trials} points, "
-                f"more than the sanity limit of {MAX_CELLS}",
+                f"more than the sanity limit of {schema.MAX_CELLS}",
             )
-    phi = _axis(grid["phi"], "grid.phi")
+    phi = schema.axis(grid["phi"], "grid.phi")
     for i, value_phi in enumerate(phi):
         if value_phi <= 0.0:
             raise SweepError(f"grid.phi[{i}]", "must be > 0")
-    eps = _axis(grid["eps"], "grid.eps")
+    eps = schema.axis(grid["eps"], "grid.eps")
     for i, value_eps in enumerate(eps):
         if value_eps < 0.0:
             raise SweepError(f"grid.eps[{i}]", "must be >= 0")

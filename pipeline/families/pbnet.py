@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 import numpy as np
 import yaml
 
-from pipeline import pbnet
+from pipeline import pbnet, schema
 from pipeline.errors import SweepError
 from pipeline.families.base import (
     STRING,
@@ -68,20 +68,6 @@ from pipeline.pbnet.critical import (
     MAX_DESCENT_ITERATIONS,
     MAX_J_ITERATIONS,
     ZERO_TOLERANCE,
-)
-from pipeline.sweep import (
-    _MAX_NAME,
-    _NAME_PATTERN,
-    _ROOT,
-    MAX_CELLS,
-    _axis,
-    _diff,
-    _finite,
-    _integer,
-    _length,
-    _mapping,
-    _repr,
-    _type,
 )
 
 __all__ = [
@@ -290,9 +276,7 @@ class PBNetSpec:
 
     def differences(self, other: Any) -> list[str]:
         """What differs between two definitions, one ``"path: mine != theirs"`` line per field."""
-        found: list[str] = []
-        _diff(self.to_dict(), other.to_dict(), _ROOT, found)
-        return found
+        return schema.differences(self.to_dict(), other.to_dict())
 
     @classmethod
     def from_dict(cls, data: Any, *, source_text: str | None = None) -> PBNetSpec:
@@ -322,32 +306,24 @@ class PBNetSpec:
 
 
 def _validate(data: Any) -> PBNetSpec:
-    if data is None:
-        raise SweepError(_ROOT, "must be a mapping of sweep keys, not an empty document")
-    top = _mapping(data, _ROOT, _TOP_KEYS)
+    top = schema.document(data, _TOP_KEYS)
     if top.get("family") != _FAMILY:
-        raise SweepError("family", f"must be {_FAMILY!r} for this family, not {_repr(top.get('family'))}")
+        raise SweepError(
+            "family", f"must be {_FAMILY!r} for this family, not {schema.shown(top.get('family'))}"
+        )
     for key in ("name", "grid"):
         if key not in top:
             raise SweepError(key, "is required")
-    name = top["name"]
-    if not isinstance(name, str):
-        raise SweepError("name", f"must be a string, not {_type(name)}")
-    if not _NAME_PATTERN.fullmatch(name):
-        reason = f"must hold only letters, digits, '-' and '_' (it names the store), not {_repr(name)}"
-        raise SweepError("name", reason)
-    if len(name) > _MAX_NAME:
-        reason = f"must be at most {_MAX_NAME} characters (it names the store), not {len(name)}"
-        raise SweepError("name", reason)
-    n = _integer(top.get("n", _DEFAULT_WIDTH), "n", minimum=2)
+    name = schema.name(top["name"])
+    n = schema.integer(top.get("n", _DEFAULT_WIDTH), "n", minimum=2)
     if n > MAX_WIDTH:
         reason = (
             f"must be <= {MAX_WIDTH} (a sanity limit: the Hessian is 2n² × 2n², diagonalised in every "
             "preconditioner cycle)"
         )
         raise SweepError("n", reason)
-    trials = _integer(top.get("trials", 1), "trials", minimum=1)
-    seed = _integer(top.get("seed", 0), "seed", minimum=0)
+    trials = schema.integer(top.get("trials", 1), "trials", minimum=1)
+    seed = schema.integer(top.get("seed", 0), "seed", minimum=0)
     spec = PBNetSpec(
         name=name, n=n, trials=trials, seed=seed, grid=_grid(top["grid"], trials), search=_search(top)
     )
@@ -368,15 +344,15 @@ def _validate(data: Any) -> PBNetSpec:
 
 
 def _grid(value: Any, trials: int) -> PBNetGrid:
-    grid = _mapping(value, "grid", _GRID_KEYS)
+    grid = schema.mapping(value, "grid", _GRID_KEYS)
     if "phi" not in grid:
         raise SweepError("grid.phi", "is required")
     # The points are counted before the axis is read, so that a huge grid costs nothing to refuse.
-    length = _length(grid["phi"])
-    if length is not None and length * trials > MAX_CELLS:
+    length = schema.axis_length(grid["phi"])
+    if length is not None and length * trials > schema.MAX_CELLS:
         reason = f"{length} phi × {trials} trials = {length * trials} points, more than the sanity limit of "
-        raise SweepError("grid", f"{reason}{MAX_CELLS}")
-    phi = _axis(grid["phi"], "grid.phi")
+        raise SweepError("grid", f"{reason}{schema.MAX_CELLS}")
+    phi = schema.axis(grid["phi"], "grid.phi")
     for i, value_phi in enumerate(phi):
         if value_phi <= 0.0:
             raise SweepError(f"grid.phi[{i}]", "must be > 0")
@@ -385,25 +361,25 @@ def _grid(value: Any, trials: int) -> PBNetGrid:
 
 def _search(top: Mapping[str, Any]) -> SearchOptions:
     value = top.get("search")
-    options = _mapping({} if value is None else value, "search", _SEARCH_KEYS)
+    options = schema.mapping({} if value is None else value, "search", _SEARCH_KEYS)
     defaults = SearchOptions()
-    tolerance = _finite(options.get("tolerance", defaults.tolerance), "search.tolerance")
+    tolerance = schema.finite(options.get("tolerance", defaults.tolerance), "search.tolerance")
     if not 0.0 < tolerance <= CONVERGENCE_TOLERANCE:
         reason = (
             f"must be > 0 and <= {CONVERGENCE_TOLERANCE:g} (the paper's threshold: a looser one counts as "
             f"critical points the paper discards), not {tolerance:g}"
         )
         raise SweepError("search.tolerance", reason)
-    zero = _finite(options.get("zero_tolerance", defaults.zero_tolerance), "search.zero_tolerance")
+    zero = schema.finite(options.get("zero_tolerance", defaults.zero_tolerance), "search.zero_tolerance")
     if not 0.0 <= zero < 1.0:
         reason = f"must be >= 0 and < 1 (relative to max|λ|: at 1 every eigenvalue is zero), not {zero:g}"
         raise SweepError("search.zero_tolerance", reason)
-    scale = _finite(options.get("init_scale", defaults.init_scale), "search.init_scale")
+    scale = schema.finite(options.get("init_scale", defaults.init_scale), "search.init_scale")
     if scale <= 0.0:
         raise SweepError("search.init_scale", "must be > 0")
     caps = {}
     for key in ("max_descent_iterations", "max_j_iterations"):
-        cap = _integer(options.get(key, getattr(defaults, key)), f"search.{key}", minimum=0)
+        cap = schema.integer(options.get(key, getattr(defaults, key)), f"search.{key}", minimum=0)
         if cap > MAX_ITERATIONS:
             raise SweepError(f"search.{key}", f"must be <= {MAX_ITERATIONS} (a sanity limit)")
         caps[key] = cap

@@ -50,6 +50,7 @@ from typing import Any, ClassVar
 import numpy as np
 import yaml
 
+from pipeline import schema
 from pipeline.errors import SweepError
 from pipeline.families.base import (
     STRING,
@@ -80,17 +81,6 @@ from pipeline.relu.critical import (
     GRADIENT_TOLERANCE,
     LOSS_TOLERANCE,
     _loss_scale,
-)
-from pipeline.sweep import (
-    _NAME_PATTERN,
-    _ROOT,
-    MAX_CELLS,
-    _diff,
-    _finite,
-    _integer,
-    _mapping,
-    _type,
-    _unique,
 )
 
 __all__ = [
@@ -295,9 +285,7 @@ class ReluSpec:
 
     def differences(self, other: Any) -> list[str]:
         """What differs between two definitions, one ``"path: mine != theirs"`` line per field."""
-        found: list[str] = []
-        _diff(self.to_dict(), other.to_dict(), _ROOT, found)
-        return found
+        return schema.differences(self.to_dict(), other.to_dict())
 
     @classmethod
     def from_dict(cls, data: Any, *, source_text: str | None = None) -> ReluSpec:
@@ -332,32 +320,25 @@ def _blocks(start: str, k: int) -> list[int]:
 
 
 def _validate(data: Any) -> ReluSpec:
-    if data is None:
-        raise SweepError(_ROOT, "must be a mapping of sweep keys, not an empty document")
-    top = _mapping(data, _ROOT, _TOP_KEYS)
+    top = schema.document(data, _TOP_KEYS)
     family = top.get("family", _FAMILY)
     if family != _FAMILY:
         raise SweepError("family", f"must be {_FAMILY!r} for this family, not {family!r}")
     for key in ("name", "grid"):
         if key not in top:
             raise SweepError(key, "is required")
-    name = top["name"]
-    if not isinstance(name, str):
-        raise SweepError("name", f"must be a string, not {_type(name)}")
-    if not _NAME_PATTERN.fullmatch(name):
-        reason = f"must hold only letters, digits, '-' and '_' (it names the store), not {name!r}"
-        raise SweepError("name", reason)
-    trials = _integer(top.get("trials", 1), "trials", minimum=1)
-    seed = _integer(top.get("seed", 0), "seed", minimum=0)
+    name = schema.name(top["name"])
+    trials = schema.integer(top.get("trials", 1), "trials", minimum=1)
+    seed = schema.integer(top.get("seed", 0), "seed", minimum=0)
     grid = _grid(top["grid"])
     points = len(grid.k) * len(grid.extra) * len(grid.start) * trials
-    if points > MAX_CELLS:
+    if points > schema.MAX_CELLS:
         raise SweepError(
             "grid",
             f"{len(grid.k)} k × {len(grid.extra)} extra × {len(grid.start)} start × {trials} trials "
-            f"= {points} points, more than the sanity limit of {MAX_CELLS}",
+            f"= {points} points, more than the sanity limit of {schema.MAX_CELLS}",
         )
-    perturbation = _finite(top.get("perturbation", _DEFAULT_PERTURBATION), "perturbation")
+    perturbation = schema.finite(top.get("perturbation", _DEFAULT_PERTURBATION), "perturbation")
     if perturbation < 0:
         raise SweepError("perturbation", "must be >= 0")
     return ReluSpec(
@@ -373,18 +354,18 @@ def _validate(data: Any) -> ReluSpec:
 def _integers(value: Any, path: str, minimum: int) -> tuple[int, ...]:
     """A non-empty list of distinct integers ``>= minimum``."""
     if not isinstance(value, list | tuple):
-        raise SweepError(path, f"must be a list of integers, not {_type(value)}")
+        raise SweepError(path, f"must be a list of integers, not {schema.type_name(value)}")
     if not value:
         raise SweepError(path, "must not be empty")
-    if len(value) > MAX_CELLS:
-        raise SweepError(path, f"has more than {MAX_CELLS} values (a sanity limit)")
-    values = tuple(_integer(v, f"{path}[{i}]", minimum=minimum) for i, v in enumerate(value))
-    _unique(values, path)
+    if len(value) > schema.MAX_CELLS:
+        raise SweepError(path, f"has more than {schema.MAX_CELLS} values (a sanity limit)")
+    values = tuple(schema.integer(v, f"{path}[{i}]", minimum=minimum) for i, v in enumerate(value))
+    schema.unique(values, path)
     return values
 
 
 def _grid(value: Any) -> ReluGrid:
-    grid = _mapping(value, "grid", _GRID_KEYS)
+    grid = schema.mapping(value, "grid", _GRID_KEYS)
     if "k" not in grid:
         raise SweepError("grid.k", "is required")
     ks = _integers(grid["k"], "grid.k", minimum=1)
@@ -399,13 +380,15 @@ def _grid(value: Any) -> ReluGrid:
         raise SweepError("grid", reason)
     starts = grid.get("start", [_RANDOM])
     if not isinstance(starts, list | tuple):
-        raise SweepError("grid.start", f"must be a list of start names, not {_type(starts)}")
+        raise SweepError("grid.start", f"must be a list of start names, not {schema.type_name(starts)}")
     if not starts:
         raise SweepError("grid.start", "must not be empty")
     for i, start in enumerate(starts):
         path = f"grid.start[{i}]"
         if not isinstance(start, str):
-            raise SweepError(path, f"must be a start name ('random' or 'flipP'), not {_type(start)}")
+            raise SweepError(
+                path, f"must be a start name ('random' or 'flipP'), not {schema.type_name(start)}"
+            )
         match = _FLIP.fullmatch(start)
         if start != _RANDOM and match is None:
             reason = f"must be 'random' or 'flipP' (flip the last P >= 1 neurons, e.g. flip1), not {start!r}"
@@ -416,14 +399,14 @@ def _grid(value: Any) -> ReluGrid:
             if flipped >= ks[i_k]:
                 reason = f"{start} flips {flipped} neurons and needs P < k, but grid.k[{i_k}] = {ks[i_k]}"
                 raise SweepError(path, reason)
-    _unique(list(starts), "grid.start")
+    schema.unique(list(starts), "grid.start")
     return ReluGrid(k=ks, extra=extras, start=tuple(starts))
 
 
 def _search(value: Any) -> SearchOptions:
-    options = _mapping({} if value is None else value, "search", _SEARCH_KEYS)
+    options = schema.mapping({} if value is None else value, "search", _SEARCH_KEYS)
     defaults = SearchOptions()
-    tolerance = _finite(
+    tolerance = schema.finite(
         options.get("gradient_tolerance", defaults.gradient_tolerance), "search.gradient_tolerance"
     )
     if not 0 < tolerance <= MAX_GRADIENT_TOLERANCE:
@@ -437,10 +420,10 @@ def _search(value: Any) -> SearchOptions:
         raise SweepError("search.method", f"must be one of {', '.join(METHODS)}, not {method!r}")
     return SearchOptions(
         gradient_tolerance=tolerance,
-        max_iterations=_integer(
+        max_iterations=schema.integer(
             options.get("max_iterations", defaults.max_iterations), "search.max_iterations", minimum=0
         ),
-        newton_steps=_integer(
+        newton_steps=schema.integer(
             options.get("newton_steps", defaults.newton_steps), "search.newton_steps", minimum=0
         ),
         method=method,
