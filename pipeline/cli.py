@@ -7,7 +7,9 @@
     hessweep status STORE [--format text|json] [--max-errors N]
     hessweep query STORE --var NAME [--sel DIM=VALUE ...] [--format table|csv|json]
     hessweep validate SWEEP
-    hessweep plot STORE KIND -o FILE [options]    (KIND: phase-diagram, spectrum, alignment)
+    hessweep plot STORE KIND -o FILE [options]    (KIND: by the cube's family: glm phase-diagram,
+                                                   spectrum, alignment; pb density, index; pbnet
+                                                   index-energy, critical-energy; relu spectra)
 
 Exit codes: 0 success; 1 a run ended with failed points in its store (this run's or, not tried
 again, an earlier run's) or was stopped because the store could not be written (a full disk),
@@ -31,6 +33,7 @@ import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -149,19 +152,26 @@ def _parser() -> argparse.ArgumentParser:
     plot = commands.add_parser(
         "plot",
         help="draw a figure of a store as PNG or PDF",
-        description="Draw a figure of a store: phase-diagram [--loss NAME] [--var align|gap] "
+        description="Draw a figure of a store. GLM cubes: phase-diagram [--loss NAME] [--var align|gap] "
         "[--side auto|left|right]; spectrum --sel c=.. loss=.. signal=.. [--mp-fit] [--bins N]; "
-        "alignment --loss NAME --c VALUE [--target mu|w_star|w] [--side ...].",
+        "alignment --loss NAME --c VALUE [--target mu|w_star|w] [--side ...]. pb cubes: density "
+        "--sel phi=.. eps=.. [--bins N]; index. pbnet cubes: index-energy; critical-energy. relu cubes: "
+        "spectra [--sel start=.. extra=..].",
     )
     plot.add_argument("store", metavar="STORE")
-    plot.add_argument("kind", metavar="KIND", help="phase-diagram, spectrum or alignment")
+    plot.add_argument("kind", metavar="KIND", help=", ".join(_PLOT_KINDS))
     plot.add_argument("-o", "--output", metavar="FILE", help="the image to write: .png or .pdf")
     plot.add_argument("--loss", metavar="NAME", help="phase-diagram (default: every loss), alignment")
     plot.add_argument("--var", metavar="align|gap", help="phase-diagram: the colour (default: align)")
     plot.add_argument("--side", metavar="auto|left|right", help="phase-diagram, alignment (default: auto)")
-    plot.add_argument("--sel", nargs="+", metavar="DIM=VALUE", help="spectrum: c=.. loss=.. signal=..")
+    plot.add_argument(
+        "--sel",
+        nargs="+",
+        metavar="DIM=VALUE",
+        help="spectrum: c=.. loss=.. signal=..; density: phi=.. eps=..; spectra: start=.. extra=..",
+    )
     plot.add_argument("--mp-fit", action="store_true", help="spectrum: add the fitted Marchenko–Pastur law")
-    plot.add_argument("--bins", metavar="N", help="spectrum: histogram bins across the view (default: 50)")
+    plot.add_argument("--bins", metavar="N", help="spectrum, density: histogram bins (default: 50)")
     plot.add_argument("--c", metavar="VALUE", help="alignment: a value of the c axis")
     plot.add_argument("--target", metavar="mu|w_star|w", help="alignment (default: the signal's vector)")
     plot.set_defaults(handler=_plot)
@@ -412,14 +422,30 @@ def _integer(text: str, where: str) -> int:
 # plot
 # ----------------------------------------------------------------------------------------------
 
-# The options of each kind of figure (by attribute name), and those each one requires.
-_PLOT_OPTIONS = {
-    "phase-diagram": ("loss", "var", "side"),
-    "spectrum": ("sel", "mp_fit", "bins"),
-    "alignment": ("loss", "c", "target", "side"),
+
+@dataclass(frozen=True)
+class _PlotKind:
+    """A kind of figure: the family of cube it draws, its options (by attribute name), those it
+    requires, and the dimensions its ``--sel`` names (all of them required when ``sel`` is)."""
+
+    family: str
+    options: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    selects: tuple[str, ...] = ()
+
+
+# Every kind of figure, by name: a cube is drawn only by the kinds of its family.
+_PLOT_KINDS = {
+    "phase-diagram": _PlotKind("glm", ("loss", "var", "side")),
+    "spectrum": _PlotKind("glm", ("sel", "mp_fit", "bins"), ("sel",), ("c", "loss", "signal")),
+    "alignment": _PlotKind("glm", ("loss", "c", "target", "side"), ("loss", "c")),
+    "density": _PlotKind("pb", ("sel", "bins"), ("sel",), ("phi", "eps")),
+    "index": _PlotKind("pb"),
+    "index-energy": _PlotKind("pbnet"),
+    "critical-energy": _PlotKind("pbnet"),
+    "spectra": _PlotKind("relu", ("sel",), (), ("start", "extra")),
 }
-_PLOT_REQUIRED = {"phase-diagram": (), "spectrum": ("sel",), "alignment": ("loss", "c")}
-_SPECTRUM_DIMS = ("c", "loss", "signal")
+_PLOT_FLAGS = ("loss", "var", "side", "sel", "bins", "c", "target")
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -428,18 +454,42 @@ def _plot(args: argparse.Namespace) -> int:
 
     _check_plot_options(args)
     cube = store.open_cube(args.store)
+    kind = _PLOT_KINDS[args.kind]
+    family = str(cube.attrs.get("family", "glm"))
+    if kind.family != family:
+        kinds = ", ".join(name for name, other in _PLOT_KINDS.items() if other.family == family)
+        raise plots.PlotError(
+            f"KIND {args.kind}: a figure of {kind.family} cubes; this cube is of family {family} "
+            f"(its kinds: {kinds or 'none'})"
+        )
+    at = _plot_selection(cube, args.sel or [], args.kind)
+    bins = plots.DEFAULT_BINS if args.bins is None else int(args.bins)
     if args.kind == "phase-diagram":
         loss = _plot_loss(cube, args.loss) if args.loss is not None else None
         figure = plots.phase_diagram(cube, loss=loss, var=args.var or "align", side=args.side or "auto")
     elif args.kind == "spectrum":
-        at = _spectrum_point(cube, args.sel)
-        bins = plots.DEFAULT_BINS if args.bins is None else int(args.bins)
         figure = plots.spectrum(cube, **at, mp_fit=args.mp_fit, bins=bins)
-    else:
+    elif args.kind == "alignment":
         c = float(cube["c"].values[_position(cube, "c", args.c, where=f"--c {args.c}")])
         figure = plots.alignment(
             cube, loss=_plot_loss(cube, args.loss), c=c, target=args.target, side=args.side or "auto"
         )
+    elif kind.family == "pb":
+        from pipeline.pb import figures as pb_figures
+
+        if args.kind == "density":
+            figure = pb_figures.density(cube, **at, bins=bins)
+        else:
+            figure = pb_figures.index(cube)
+    elif kind.family == "pbnet":
+        from pipeline.pb import figures as pb_figures
+
+        draw = pb_figures.index_energy if args.kind == "index-energy" else pb_figures.critical_energy
+        figure = draw(cube)
+    else:
+        from pipeline.relu import figures as relu_figures
+
+        figure = relu_figures.spectra(cube, **at)
     plots.save(figure, args.output)
     print(args.output)
     return 0
@@ -447,22 +497,19 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _check_plot_options(args: argparse.Namespace) -> None:
     """Everything that can be checked before the store is opened: kind, options, values, suffix."""
-    from pipeline.plots import KINDS, PHASE_VARIABLES, SIDES, SUFFIXES, PlotError
+    from pipeline.plots import PHASE_VARIABLES, SIDES, SUFFIXES, PlotError
     from pipeline.scenario import TARGETS
 
-    if args.kind not in KINDS:
-        raise PlotError(f"KIND {args.kind}: not a kind of figure (kinds: {', '.join(KINDS)})")
-    given = [
-        name
-        for name in ("loss", "var", "side", "sel", "bins", "c", "target")
-        if getattr(args, name) is not None
-    ]
+    if args.kind not in _PLOT_KINDS:
+        raise PlotError(f"KIND {args.kind}: not a kind of figure (kinds: {', '.join(_PLOT_KINDS)})")
+    kind = _PLOT_KINDS[args.kind]
+    given = [name for name in _PLOT_FLAGS if getattr(args, name) is not None]
     given += ["mp_fit"] if args.mp_fit else []
     for name in given:
-        if name not in _PLOT_OPTIONS[args.kind]:
-            options = ", ".join(_flag(option) for option in _PLOT_OPTIONS[args.kind])
+        if name not in kind.options:
+            options = ", ".join(_flag(option) for option in kind.options) or "none"
             raise PlotError(f"{_flag(name)}: not an option of {args.kind} (its options: {options})")
-    for name in _PLOT_REQUIRED[args.kind]:
+    for name in kind.required:
         if getattr(args, name) is None:
             raise PlotError(f"{_flag(name)}: required for {args.kind}")
     for name, choices in (("var", PHASE_VARIABLES), ("side", SIDES), ("target", TARGETS)):
@@ -479,6 +526,11 @@ def _check_plot_options(args: argparse.Namespace) -> None:
         raise PlotError(f"-o {args.output}: cannot write {shown} (use {' or '.join(SUFFIXES)})")
 
 
+def _listed(names: Sequence[str]) -> str:
+    """``"c, loss and signal"``."""
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -492,21 +544,26 @@ def _plot_loss(cube: Any, name: str) -> str:
     return name
 
 
-def _spectrum_point(cube: Any, items: Sequence[str]) -> dict[str, Any]:
-    """``c``, ``loss`` and ``signal`` of ``--sel``, as grid values (matched as ``query`` does)."""
+def _plot_selection(cube: Any, items: Sequence[str], name: str) -> dict[str, Any]:
+    """The grid values of ``--sel`` (matched as ``query`` does), as the figure's keyword arguments.
+
+    A kind that requires ``--sel`` needs every dimension it selects; one that does not takes any
+    of them and leaves the others at the figure's defaults.
+    """
     from pipeline.plots import PlotError
 
+    kind = _PLOT_KINDS[name]
     selection = _parse_sel(items)
     for dim in selection:
-        if dim not in _SPECTRUM_DIMS:
-            raise PlotError(f"--sel {dim}={selection[dim]}: spectrum selects only c, loss and signal")
-    missing = [dim for dim in _SPECTRUM_DIMS if dim not in selection]
-    if missing:
-        raise PlotError(f"--sel: spectrum needs c, loss and signal (missing: {', '.join(missing)})")
+        if dim not in kind.selects:
+            raise PlotError(f"--sel {dim}={selection[dim]}: {name} selects only {_listed(kind.selects)}")
+    missing = [dim for dim in kind.selects if dim not in selection]
+    if "sel" in kind.required and missing:
+        raise PlotError(f"--sel: {name} needs {_listed(kind.selects)} (missing: {', '.join(missing)})")
     at: dict[str, Any] = {}
-    for dim in _SPECTRUM_DIMS:
-        value = cube[dim].values[_position(cube, dim, selection[dim])]
-        at[dim] = str(value) if dim == "loss" else float(value)
+    for dim, text in selection.items():
+        value = cube[dim].values[_position(cube, dim, text)]
+        at[dim] = _json_value(value) if isinstance(value, np.generic) else str(value)
     return at
 
 

@@ -44,7 +44,6 @@ from pipeline.scenario import TARGETS
 
 __all__ = [
     "DEFAULT_BINS",
-    "KINDS",
     "SUFFIXES",
     "PlotError",
     "alignment",
@@ -54,8 +53,6 @@ __all__ = [
     "spectrum",
 ]
 
-#: The figures that ``hessweep plot`` draws, by name.
-KINDS = ("phase-diagram", "spectrum", "alignment")
 #: File types that :func:`save` writes, by suffix.
 SUFFIXES = (".png", ".pdf")
 #: Values of ``var`` in :func:`phase_diagram`.

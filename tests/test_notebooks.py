@@ -24,7 +24,7 @@ from nbformat import NotebookNode
 from pipeline import store
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ("gallery", "phase_diagram", "spike_alignment")
+NAMES = ("arjevani_field", "gallery", "pennington_bahri", "phase_diagram", "spike_alignment")
 # Per cell: the slowest runs a small sweep on a fresh two-worker cluster (about 15 s on 2 cores).
 CELL_TIMEOUT = 300
 

@@ -19,6 +19,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 from test_notebooks import execute, images, stdout
 
+from pipeline.cli import main
 from pipeline.errors import ScenarioError
 from pipeline.pb import MODELS, critical_energy, figures, solve
 from pipeline.pb.analysis import (
@@ -471,3 +472,54 @@ def test_notebook_runs_on_small_sweeps(
     assert "network table: 2 ratios" in stdout(notebook, "network-table")
     # Densities and index curves (theory), index and density per pb cube, the two network figures.
     assert images(notebook) == 8
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. hessweep plot: the kinds of the pb and pbnet families
+# ----------------------------------------------------------------------------------------------
+
+CLI_KINDS = [
+    ("pb", ["density", "--sel", "phi=2", "eps=0.02", "--bins", "20"]),
+    ("pb", ["index"]),
+    ("pbnet", ["index-energy"]),
+    ("pbnet", ["critical-energy"]),
+]
+
+
+@pytest.mark.parametrize(("family", "arguments"), CLI_KINDS)
+def test_plot_command_draws_the_family_kinds(
+    family: str,
+    arguments: list[str],
+    cube_from_yaml: Callable[[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = cube_from_yaml(PB if family == "pb" else NETWORK)
+    out = tmp_path / "figure.png"
+    assert main(["plot", str(store), *arguments, "-o", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert out.read_bytes().startswith(b"\x89PNG") and out.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("family", "arguments", "message"),
+    [
+        ("pb", ["density", "--sel", "phi=2"], "--sel: density needs phi and eps (missing: eps)"),
+        ("pb", ["density", "--sel", "phi=3", "eps=0"], "--sel phi=3: not a value of phi"),
+        ("pb", ["density", "--sel", "phi=2", "eps=0", "trial=0"], "--sel trial=0: density selects only"),
+        ("pb", ["index-energy"], "KIND index-energy: a figure of pbnet cubes; this cube is of family pb"),
+        ("pbnet", ["spectrum", "--sel", "c=1", "loss=x", "signal=0"], "KIND spectrum: a figure of glm cubes"),
+    ],
+)
+def test_plot_command_refuses_a_kind_or_selection_that_does_not_fit(
+    family: str,
+    arguments: list[str],
+    message: str,
+    cube_from_yaml: Callable[[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = cube_from_yaml(PB if family == "pb" else NETWORK)
+    assert main(["plot", str(store), *arguments, "-o", str(tmp_path / "figure.png")]) == 2
+    assert capsys.readouterr().err.startswith(f"hessweep: {message}")
+    assert list(tmp_path.iterdir()) == []

@@ -151,6 +151,15 @@ def test_plot_command_writes_a_valid_image(
 
 BAD_PLOTS = {
     "unknown kind": (["histogram"], "KIND histogram: not a kind of figure"),
+    "kind of another family": (
+        ["index"],
+        "KIND index: a figure of pb cubes; this cube is of family glm "
+        "(its kinds: phase-diagram, spectrum, alignment)",
+    ),
+    "option of no kind of its family": (
+        ["index-energy", "--bins", "5"],
+        "--bins: not an option of index-energy",
+    ),
     "unknown loss": (["phase-diagram", "--loss", "hinge"], "--loss hinge: not a loss of this cube"),
     "unknown loss, alignment": (["alignment", "--loss", "hinge", "--c", "0.5"], "--loss hinge: not a loss"),
     "c not on the grid": (["alignment", "--loss", "square", "--c", "0.3"], "--c 0.3: not a value of c"),

@@ -15,6 +15,7 @@ from test_notebooks import execute, images, stdout
 from threadpoolctl import threadpool_limits
 
 from pipeline import open_cube
+from pipeline.cli import main
 from pipeline.plots import PlotError, save
 from pipeline.relu import (
     analysis,
@@ -288,6 +289,18 @@ def test_spectra_figure(small_cube: Path, tmp_path: Path) -> None:
 def test_spectra_figure_names_a_bad_option(small_cube: Path, options: dict[str, object], field: str) -> None:
     with pytest.raises(PlotError, match=f"^{field}: "):
         figures.spectra(open_cube(small_cube), **options)  # type: ignore[arg-type]
+
+
+def test_plot_command_draws_the_spectra(
+    small_cube: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "spectra.png"
+    assert main(["plot", str(small_cube), "spectra", "--sel", "start=flip1", "extra=0", "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(out) and captured.err == ""
+    assert out.read_bytes().startswith(b"\x89PNG") and out.stat().st_size > 10_000
+    assert main(["plot", str(small_cube), "spectra", "--sel", "start=flip9", "-o", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("hessweep: --sel start=flip9: not a value of start")
 
 
 # --- the notebook ------------------------------------------------------------------------------------

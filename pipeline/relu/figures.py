@@ -15,6 +15,7 @@ import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from pipeline.plots import PlotError
 from pipeline.relu import analysis
@@ -124,6 +125,9 @@ def spectra(
         ax.set_yscale("log")
     else:
         ax.set_yscale("symlog", linthresh=_LINEAR_WIDTH)
+    # Plain numbers on the ticks: the log scales' default labels are mathtext (10^k), whose font
+    # lookup prints a warning per missing STIX/Computer Modern font where they are not installed.
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.set_xticks(ks)
     ax.set_xlim(min(ks) - 1.0, max(ks) + 1.0)
     ax.set_xlabel("k (neurons)")
