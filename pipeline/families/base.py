@@ -28,7 +28,17 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-__all__ = ["CellData", "CellFailure", "Family", "Layout", "Spec", "Variable", "attempt", "trial_parts"]
+__all__ = [
+    "CellData",
+    "CellFailure",
+    "Family",
+    "Layout",
+    "Spec",
+    "Variable",
+    "attempt",
+    "trial_parts",
+    "trial_results",
+]
 
 _T = TypeVar("_T")
 
@@ -80,6 +90,45 @@ def trial_parts(kind: str, trials: int, per_part: int) -> list[Part]:
     [('montecarlo', 0, 2), ('montecarlo', 2, 4), ('montecarlo', 4, 5)]
     """
     return [(kind, first, min(first + per_part, trials)) for first in range(0, trials, per_part)]
+
+
+def trial_results(parts: Sequence[Part], results: Sequence[Any], names: Sequence[str]) -> list[Any]:
+    """One result per trial from the results of :func:`trial_parts`: a list per part, or a failure.
+
+    A part that failed for good (:class:`CellFailure`) fails each of its trials.
+
+    Parameters
+    ----------
+    parts : sequence of Part
+        ``(kind, first, last)`` parts, in trial order.
+    results : sequence
+        Their results, in the same order.
+    names : sequence of str
+        The parts' names (:meth:`Family.part_name`), for the error of a malformed result.
+
+    Raises
+    ------
+    ValueError
+        If the counts disagree, or a part's result is not a list of its ``last − first`` trials.
+
+    Examples
+    --------
+    >>> parts = trial_parts("draw", 3, 2)
+    >>> trial_results(parts, [["a", "b"], CellFailure("lost")], ["draw 0-1", "draw 2"])
+    ['a', 'b', CellFailure(message='lost')]
+    """
+    if not len(parts) == len(results) == len(names):
+        raise ValueError(f"expected {len(parts)} results (one per part), got {len(results)}")
+    trials: list[Any] = []
+    for part, result, name in zip(parts, results, names, strict=True):
+        count = int(part[2]) - int(part[1])
+        if isinstance(result, CellFailure):
+            trials += [result] * count
+        elif isinstance(result, list) and len(result) == count:
+            trials += result
+        else:
+            raise ValueError(f"{name}: expected {count} trials' results")
+    return trials
 
 
 class Spec(Protocol):

@@ -42,6 +42,7 @@ from pipeline.families.base import (
     Variable,
     attempt,
     trial_parts,
+    trial_results,
 )
 from pipeline.lanczos import LanczosResult
 from pipeline.montecarlo import MonteCarloResult
@@ -199,15 +200,9 @@ class GLMFamily(Family):
     def assemble(self, spec: Any, cell: tuple[int, ...], results: Sequence[Any]) -> CellData:
         n_loss = spec.shape[1]
         solved = list(results[:n_loss])
-        drawn: list[Any] = []
-        for part, result in zip(self.parts(spec, cell)[n_loss:], results[n_loss:], strict=True):
-            count = int(part[2]) - int(part[1])
-            if isinstance(result, CellFailure):
-                drawn += [result] * count
-            elif isinstance(result, list) and len(result) == count:
-                drawn += result
-            else:
-                raise ValueError(f"{self.part_name(spec, cell, part)}: expected {count} trials' results")
+        parts = self.parts(spec, cell)[n_loss:]
+        names = [self.part_name(spec, cell, part) for part in parts]
+        drawn = trial_results(parts, results[n_loss:], names)
         return cell_data(spec, cell, solved, drawn)
 
     def cell_seconds(self, spec: Any, cell: tuple[int, ...]) -> float:

@@ -58,6 +58,7 @@ from pipeline.families.base import (
     Variable,
     attempt,
     trial_parts,
+    trial_results,
 )
 from pipeline.pb import PBSample, PBTheory
 from pipeline.sweep import MAX_P
@@ -468,15 +469,8 @@ class PBFamily(Family):
         parts = self.parts(spec, cell)
         if len(results) != len(parts):
             raise ValueError(f"expected {len(parts)} results (one per part), got {len(results)}")
-        drawn: list[Any] = []
-        for part, result in zip(parts[1:], results[1:], strict=True):
-            count = int(part[2]) - int(part[1])
-            if isinstance(result, CellFailure):
-                drawn += [result] * count
-            elif isinstance(result, list) and len(result) == count:
-                drawn += result
-            else:
-                raise ValueError(f"{self.part_name(spec, cell, part)}: expected {count} trials' results")
+        names = [self.part_name(spec, cell, part) for part in parts[1:]]
+        drawn = trial_results(parts[1:], results[1:], names)
         return cell_data(spec, cell, results[0], drawn)
 
     def cell_seconds(self, spec: Any, cell: tuple[int, ...]) -> float:

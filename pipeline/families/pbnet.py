@@ -61,6 +61,7 @@ from pipeline.families.base import (
     Variable,
     attempt,
     trial_parts,
+    trial_results,
 )
 from pipeline.pbnet.critical import (
     CONVERGENCE_TOLERANCE,
@@ -485,17 +486,8 @@ class PBNetFamily(Family):
 
     def assemble(self, spec: Any, cell: tuple[int, ...], results: Sequence[Any]) -> CellData:
         parts = self.parts(spec, cell)
-        if len(results) != len(parts):
-            raise ValueError(f"expected {len(parts)} results (one per part), got {len(results)}")
-        runs: list[Any] = []
-        for part, result in zip(parts, results, strict=True):
-            count = int(part[2]) - int(part[1])
-            if isinstance(result, CellFailure):
-                runs += [result] * count
-            elif isinstance(result, list) and len(result) == count:
-                runs += result
-            else:
-                raise ValueError(f"{self.part_name(spec, cell, part)}: expected {count} trials' results")
+        names = [self.part_name(spec, cell, part) for part in parts]
+        runs = trial_results(parts, results, names)
         return _cell_data(spec, cell, runs)
 
     def cell_seconds(self, spec: Any, cell: tuple[int, ...]) -> float:

@@ -63,6 +63,7 @@ from pipeline.families.base import (
     Variable,
     attempt,
     trial_parts,
+    trial_results,
 )
 from pipeline.relu import (
     Classification,
@@ -533,17 +534,8 @@ class ReluFamily(Family):
 
     def assemble(self, spec: Any, cell: tuple[int, ...], results: Sequence[Any]) -> CellData:
         parts = self.parts(spec, cell)
-        if len(results) != len(parts):
-            raise ValueError(f"expected {len(parts)} results (one per part), got {len(results)}")
-        trials: list[Any] = []
-        for part, result in zip(parts, results, strict=True):
-            count = int(part[2]) - int(part[1])
-            if isinstance(result, CellFailure):
-                trials += [result] * count
-            elif isinstance(result, list) and len(result) == count:
-                trials += result
-            else:
-                raise ValueError(f"{self.part_name(spec, cell, part)}: expected {count} trials' results")
+        names = [self.part_name(spec, cell, part) for part in parts]
+        trials = trial_results(parts, results, names)
         return _cell_data(spec, cell, trials)
 
     def cell_seconds(self, spec: Any, cell: tuple[int, ...]) -> float:
