@@ -185,6 +185,7 @@ def test_summary_fits_the_law_on_the_kept_runs(synthetic_summary: xr.Dataset) ->
     assert float(half["critical_energy"]) == pytest.approx(0.1, abs=1e-12)
     assert np.isnan(float(half["critical_energy_stderr"])) and np.isnan(float(half["exponent"]))
     assert "p free" in str(half["fit_note"].values) and int(half["exponent_bootstraps"]) == 0
+    assert "p = 3/2: 2 runs in (0, 0.1]: a line through them, no error" in str(half["fit_note"].values)
 
 
 def test_summary_theory_and_paper_columns(synthetic_summary: xr.Dataset) -> None:

@@ -571,6 +571,9 @@ def _summary_row(
             "fit_points": fixed.points,
             "fit_rms": fixed.rms,
         }
+        if fixed.points < 3:
+            # Two runs: the line passes through both, with no residual and no standard error.
+            notes.append(f"p = 3/2: {fixed.points} runs in (0, {alpha_max:g}]: a line through them, no error")
     except ScenarioError as error:
         notes.append(f"p = 3/2: {error.reason}")
         row |= dict.fromkeys(("critical_energy", "critical_energy_stderr", "alpha0", "fit_rms"), math.nan)
