@@ -468,9 +468,7 @@ class _Collected:
     stopped: str
 
 
-def _collect(
-    client: Client, outputs: dict[Future, tuple[Cell, ...]], spec: Spec, path: str
-) -> _Collected:
+def _collect(client: Client, outputs: dict[Future, tuple[Cell, ...]], spec: Spec, path: str) -> _Collected:
     """Wait for the final futures; count the failed points, keep the distinct failure messages.
 
     A task that could not write the store (:data:`_STORAGE_ERRNOS`) stops the run: the tasks not
