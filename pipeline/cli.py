@@ -289,6 +289,8 @@ def _status_text(path: str, summary: Mapping[str, Any]) -> str:
         lines.append(f"{axis}:")
         for entry in entries:
             lines.append(f"  {entry['value']}: {_counts(entry)}")
+    for remark in summary["remarks"]:
+        lines.append(f"remark: {remark['count']} done points: {remark['what']}")
     if summary["errors"]:
         shown = len(summary["errors"])
         more = "" if shown == summary["failed"] else f", the first {shown}"

@@ -354,12 +354,15 @@ def summary(path: str | os.PathLike[str], *, max_errors: int = 20) -> dict[str, 
              "cells": {"total": int, "done": int, "failed": int, "pending": int},
              "axes": {"c": [{"value": 0.5, "total": .., "done": .., "failed": .., "pending": ..}, …],
                       "loss": [{"value": "logistic", …}, …], "signal": [...]},   # but trial
-             "errors": [{"c": .., "loss": .., "signal": .., "trial": .., "message": ..}, …]}
+             "errors": [{"c": .., "loss": .., "signal": .., "trial": .., "message": ..}, …],
+             "remarks": [{"what": str, "count": int}, …]}
 
         (The keys of ``shape``, ``axes`` and ``errors`` are the point dimensions, here the GLM's.)
         A cell (GLM: ``(c, signal)``) is done when all its points are, pending when any of its points
         is (a run computes it), failed otherwise (only ``hessweep run --retry-failed`` computes
-        it again).  ``errors`` lists at most ``max_errors`` failed points, in grid order.
+        it again).  ``errors`` lists at most ``max_errors`` failed points, in grid order;
+        ``remarks`` counts the done points of each of the family's remarks (:meth:`Family.remarks
+        <pipeline.families.base.Family.remarks>`, e.g. a network run kept unconverged) that has any.
     """
     where = os.fspath(path)
     attrs = _attributes(where)
@@ -390,6 +393,8 @@ def summary(path: str | os.PathLike[str], *, max_errors: int = 20) -> dict[str, 
         ]
     cell_done = _per_cell(attrs, is_done).all(axis=-1)
     cell_pending = _per_cell(attrs, is_pending).any(axis=-1)
+    spec = spec_from_dict(json.loads(attrs["spec"]))
+    remarks = family_of(spec).remarks(spec, lambda variable: _array(group, variable))
     return {
         "name": json.loads(attrs["spec"])["name"],
         "created": attrs.get("created", ""),
@@ -412,6 +417,11 @@ def summary(path: str | os.PathLike[str], *, max_errors: int = 20) -> dict[str, 
                 "message": message,
             }
             for point, message in zip(failed_at, messages, strict=True)
+        ],
+        "remarks": [
+            {"what": what, "count": int((is_done & mask).sum())}
+            for what, mask in remarks
+            if (is_done & mask).any()
         ],
     }
 

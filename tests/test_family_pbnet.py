@@ -266,7 +266,9 @@ def test_two_workers_give_the_same_cube(
     assert_cube_is(path, tiny_survey)
 
 
-def test_an_unconverged_run_is_stored_done_and_flagged(tmp_path: Path) -> None:
+def test_an_unconverged_run_is_stored_done_and_flagged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # One iteration on J from the start itself (no descent) cannot bring J from ~1e-2 to 1e-6.
     options = {"max_descent_iterations": 0, "max_j_iterations": 1}
     text = TINY + f"search: {options}\n"
@@ -285,6 +287,11 @@ def test_an_unconverged_run_is_stored_done_and_flagged(tmp_path: Path) -> None:
     # Flagged: in the cube's attributes and in what `hessweep validate` says.
     assert "converged = false" in cube.attrs["converged_note"]
     assert any("kept and done with converged = false" in line for line in PBNetFamily().describe(spec))
+    # And counted by `hessweep status`.
+    (remark,) = summary["remarks"]
+    assert remark["count"] == POINTS and "kept with converged = false" in remark["what"]
+    assert main(["status", str(path)]) == 0
+    assert f"remark: {POINTS} done points: J = ‖∇L‖² stayed above 1e-06" in capsys.readouterr().out
 
 
 def test_a_run_that_raises_is_retried_then_fails_its_point(

@@ -330,6 +330,14 @@ class Family(ABC):
         Each mask is over the point dimensions; the engine reports it where a point is done.
         """
 
+    def remarks(self, spec: Any, read: Callable[[str], np.ndarray]) -> list[Problem]:
+        """Results worth a look that are not problems, for ``status``: ``(what, mask)`` pairs.
+
+        Each mask is over the point dimensions; the engine counts it where a point is done.  A
+        family whose every doubtful result fails its point has none (the default).
+        """
+        return []
+
     @abstractmethod
     def describe(self, spec: Any) -> list[str]:
         """The lines ``hessweep validate`` prints after the sweep's name: grid, tasks, work, memory."""

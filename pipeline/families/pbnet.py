@@ -496,6 +496,13 @@ class PBNetFamily(Family):
     def problems(self, spec: Any, read: Callable[[str], np.ndarray]) -> list[Problem]:
         return _problems(spec, read)
 
+    def remarks(self, spec: Any, read: Callable[[str], np.ndarray]) -> list[Problem]:
+        what = (
+            f"J = ‖∇L‖² stayed above {spec.search.tolerance:g}: kept with converged = false "
+            "(the paper discards such runs)"
+        )
+        return [(what, ~read("converged"))]
+
     def describe(self, spec: Any) -> list[str]:
         n_phi, trials = spec.shape
         layout = self.layout(spec)
