@@ -7,6 +7,9 @@ off-diagonal product-Wishart of Sec. 6 (``model="product"``); ``shared/theory/pe
 * :func:`solve` — the limiting density, edges, atom, index ``α`` (the mass below 0);
 * :func:`critical_energy` — ``ε_c(φ)`` in closed form, eqs. (21) and (32);
 * :func:`sample` — the spectrum of one ``N × N`` matrix drawn from the model.
+
+Beside them, imported on demand: :mod:`pipeline.pb.analysis` (the small-index law on the theory and
+on the network experiment's cube) and :mod:`pipeline.pb.figures` (its figures, with matplotlib).
 """
 
 from pipeline.pb._args import MODELS

@@ -10,6 +10,10 @@ in ``shared/theory/arjevani_field.md``):
   optionally in a fixed space), :func:`classify`, random-start :func:`survey`;
 * :mod:`~pipeline.relu.symmetry`: :func:`fixed_space`, symmetric starts, :func:`isotropy`,
   :func:`global_minimum_spectrum`.
+
+Beside them, imported on demand: :mod:`pipeline.relu.analysis` (the claims measured per ``k`` on a
+relu cube: counts, growth slopes, multiplicities, the approach to the constants) and
+:mod:`pipeline.relu.figures` (the spectra as ``k`` grows, with matplotlib).
 """
 
 from pipeline.relu.critical import (
