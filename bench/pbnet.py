@@ -48,6 +48,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from pipeline.errors import ScenarioError  # noqa: E402
+from pipeline.pb.analysis import PAPER_CRITICAL_ENERGY  # noqa: E402
 from pipeline.pbnet import (  # noqa: E402
     ZERO_TOLERANCE,
     draw_problem,
@@ -59,8 +60,6 @@ from pipeline.pbnet import (  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PHIS = [1 / 16, 1 / 8, 1 / 4, 1 / 3, 1 / 2, 2 / 3]
-# The paper's intercepts (energy at α = 0) read off Fig. 6.
-PAPER_INTERCEPTS = {1 / 16: 0.42, 1 / 8: 0.36, 1 / 4: 0.26, 1 / 3: 0.21, 1 / 2: 0.13, 2 / 3: 0.066}
 # Zero tolerances (relative to max|λ|) at which every run's negative eigenvalues are counted.
 TOLERANCES = [1e-8, 1e-7, 1e-6, 1e-5, 1e-4]
 # The index bins of the summary table (α = 0 apart).
@@ -189,7 +188,7 @@ def report(runs: list[dict[str, Any]], phis: list[float], alpha_max: float) -> s
             f"| {low} | {0.5 * (1 - phi) ** 2:.3f} "
             f"| {_fit_line(energies, indices, alpha_max, 1.5) if kept else '-'} "
             f"| {_fit_line(energies, indices, alpha_max, None) if kept else '-'} "
-            f"| {PAPER_INTERCEPTS.get(phi, float('nan')):.3f} | {sigma:.3f} | {theory} "
+            f"| {PAPER_CRITICAL_ENERGY.get(phi, float('nan')):.3f} | {sigma:.3f} | {theory} "
             f"| {counts[0]}, {counts[1]} |"
         )
     lines += [
