@@ -453,6 +453,8 @@ _PLOT_FLAGS = ("loss", "var", "side", "sel", "bins", "c", "target")
 def _plot(args: argparse.Namespace) -> int:
     # matplotlib loads only for this command.
     from pipeline import plots, store
+    from pipeline.pb import figures as pb_figures
+    from pipeline.relu import figures as relu_figures
 
     _check_plot_options(args)
     cube = store.open_cube(args.store)
@@ -476,21 +478,15 @@ def _plot(args: argparse.Namespace) -> int:
         figure = plots.alignment(
             cube, loss=_plot_loss(cube, args.loss), c=c, target=args.target, side=args.side or "auto"
         )
-    elif kind.family == "pb":
-        from pipeline.pb import figures as pb_figures
-
-        if args.kind == "density":
-            figure = pb_figures.density(cube, **at, bins=bins)
-        else:
-            figure = pb_figures.index(cube)
-    elif kind.family == "pbnet":
-        from pipeline.pb import figures as pb_figures
-
-        draw = pb_figures.index_energy if args.kind == "index-energy" else pb_figures.critical_energy
-        figure = draw(cube)
+    elif args.kind == "density":
+        figure = pb_figures.density(cube, **at, bins=bins)
+    elif args.kind == "index":
+        figure = pb_figures.index(cube)
+    elif args.kind == "index-energy":
+        figure = pb_figures.index_energy(cube)
+    elif args.kind == "critical-energy":
+        figure = pb_figures.critical_energy(cube)
     else:
-        from pipeline.relu import figures as relu_figures
-
         figure = relu_figures.spectra(cube, **at)
     plots.save(figure, args.output)
     print(args.output)
